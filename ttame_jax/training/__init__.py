@@ -1,0 +1,1 @@
+"""ttame_jax.training."""
