@@ -1,0 +1,138 @@
+"""Image preprocessing of DESIGN §4, on PIL images, matching torchvision.
+
+Train: resize the short side to R, random crop S x S, random horizontal flip.
+Eval: resize the short side to R, centre crop S x S.
+R = round(S * 256 / 224) (256 for the usual S = 224). Output: float32 (S, S, 3) in [0, 1],
+like torchvision's ``ToTensor`` but channels-last.
+
+Resizing is PIL's bilinear filter (``Image.BILINEAR``), which is what
+``torchvision.transforms.Resize(R)`` runs on a PIL image (PIL always filters with a support
+scaled to the downsampling factor, i.e. it is antialiased; torchvision's ``antialias`` flag
+only matters for tensors). The output size and the centre-crop offsets use torchvision's
+arithmetic (``int()`` truncation of the long side, ``int(round(.))`` offsets), so the eval
+path is bit-identical to ``Resize(R) + CenterCrop(S) + ToTensor()`` (tested).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+# Errors PIL raises for unreadable, truncated or corrupt files; images that raise one of
+# these are skipped (and counted) by the loader instead of crashing an epoch.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def resize_size(input_size: int) -> int:
+    """Short-side resize target for a given crop size: 256 for 224 (ratio 256/224)."""
+    return int(round(input_size * 256 / 224))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Converts any PIL mode (L, LA, P, RGBA, CMYK, I;16, ...) to 3-channel RGB.
+
+    Alpha is dropped (as torchvision's default ``pil_loader`` does), CMYK uses PIL's
+    conversion, 16/32-bit integer greyscale is rescaled to 8 bits first.
+    """
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(source: str | os.PathLike | bytes) -> Image.Image:
+    """Decodes an image file (path or encoded bytes) fully into an RGB PIL image.
+
+    Raises:
+      One of ``DECODE_ERRORS`` if the file is missing, truncated or not an image.
+    """
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    with Image.open(fp) as img:
+        img.load()  # Decode now, so corrupt data fails here and not later.
+        return to_rgb(img)
+
+
+def from_array(array: np.ndarray) -> Image.Image:
+    """Wraps a decoded uint8 array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) as RGB PIL."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image array, got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"expected an image array (H, W[, 1|3|4]), got shape {array.shape}")
+    return to_rgb(Image.fromarray(array))
+
+
+def resize_short_side(img: Image.Image, size: int) -> Image.Image:
+    """Resizes so the short side is ``size`` (torchvision ``Resize(size)`` on PIL).
+
+    The long side is ``int(size * long / short)`` (truncated, as torchvision computes it).
+    """
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    if short == size:
+        return img
+    new_long = int(size * long / short)
+    new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+    return img.resize((new_w, new_h), Image.BILINEAR)
+
+
+def _check_fits(img: Image.Image, size: int) -> None:
+    if img.size[0] < size or img.size[1] < size:
+        raise ValueError(f"cannot crop {size}x{size} from an image of size {img.size}")
+
+
+def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """PIL crop box (left, top, right, bottom) of torchvision's ``CenterCrop(size)``."""
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return left, top, left + size, top + size
+
+
+def to_float(img: Image.Image, flip: bool = False) -> np.ndarray:
+    """RGB PIL image -> float32 (H, W, 3) in [0, 1] (``ToTensor``: uint8 / 255)."""
+    arr = np.asarray(img, dtype=np.uint8)
+    if flip:
+        arr = arr[:, ::-1]
+    return arr.astype(np.float32) / np.float32(255.0)
+
+
+def eval_transform(img: Image.Image, input_size: int) -> np.ndarray:
+    """Resize short side to ``resize_size(S)`` + centre crop S -> float32 (S, S, 3) in [0, 1]."""
+    img = resize_short_side(to_rgb(img), resize_size(input_size))
+    _check_fits(img, input_size)
+    return to_float(img.crop(center_crop_box(*img.size, input_size)))
+
+
+def sample_crop(
+    rng: np.random.Generator, width: int, height: int, size: int
+) -> tuple[int, int, bool]:
+    """Draws (top, left, flip) like ``RandomCrop(size)`` + ``RandomHorizontalFlip(0.5)``.
+
+    ``top`` is uniform on [0, height - size], ``left`` on [0, width - size].
+    """
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    flip = bool(rng.random() < 0.5)
+    return top, left, flip
+
+
+def crop_flip(img: Image.Image, top: int, left: int, size: int, flip: bool) -> np.ndarray:
+    """Crops the S x S window at (top, left), optionally mirrors it -> float32 (S, S, 3)."""
+    return to_float(img.crop((left, top, left + size, top + size)), flip=flip)
+
+
+def train_transform(img: Image.Image, input_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Resize short side + random crop S + random horizontal flip -> float32 (S, S, 3)."""
+    img = resize_short_side(to_rgb(img), resize_size(input_size))
+    _check_fits(img, input_size)
+    top, left, flip = sample_crop(rng, img.size[0], img.size[1], input_size)
+    return crop_flip(img, top, left, input_size, flip)
