@@ -1,0 +1,166 @@
+"""T-TAME on a frozen backbone: init, the training loss and the eval forward pass.
+
+``build(spec, model_cfg)`` returns a static, hashable :class:`TTAME` (safe to
+close over or pass as a static argument to ``jax.jit``). It holds no arrays:
+the backbone variables and the attention variables are explicit arguments.
+
+Training step (DESIGN §4) inside :meth:`TTAME.loss_fn`, for a batch ``x`` in [0, 1]:
+
+1. backbone (eval mode, ``stop_gradient`` on its variables) on ``|x|`` ->
+   logits and taps; ``y = argmax(logits)`` (model truth, no labels).
+2. adapter + attention (BatchNorm in train mode) -> pre-sigmoid ``c`` for each
+   image's own class ``y_i`` and for the classes of Ψ; ``A = sigmoid(c)``.
+3. mask each image with ``up(A_y)`` (eq. 13 or 14), backbone on it -> masked logits.
+4. loss (``core/loss.py``).
+
+Only the fusion channels that the loss reads are computed (1 + B per image
+instead of K); the loss and its gradient are the same as with all K channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from ttame_jax.backbones.extract import extract, resolve_taps
+from ttame_jax.backbones.registry import BackboneSpec, get_spec
+from ttame_jax.backbones.validation import check_input
+from ttame_jax.core.adapter import adapt
+from ttame_jax.core.attention import AttentionMechanism
+from ttame_jax.core.config import LossConfig, ModelConfig
+from ttame_jax.core.loss import psi_classes, ttame_loss
+from ttame_jax.core.masking import mask_images, masking_rule, normalize
+
+
+@dataclasses.dataclass(frozen=True)
+class TTAME:
+    """A T-TAME attention mechanism bound to one backbone (static; no arrays).
+
+    Attributes:
+      spec: the backbone's :class:`~ttame_jax.backbones.BackboneSpec`.
+      cfg: the frozen ``config.model``.
+    """
+
+    spec: BackboneSpec
+    cfg: ModelConfig
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        """Feature taps (torchvision node names): ``cfg.taps`` or the backbone default."""
+        return self.cfg.taps or tuple(self.spec.taps)
+
+    @property
+    def backbone(self):
+        """The backbone's Flax module."""
+        return self.spec.builder()
+
+    @property
+    def attention(self) -> AttentionMechanism:
+        """The attention mechanism's Flax module."""
+        return AttentionMechanism(
+            num_classes=self.spec.num_classes,
+            skip=self.cfg.skip,
+            batchnorm=self.cfg.batchnorm,
+            branch_act=self.cfg.branch_act,
+            max_resolution=self.cfg.max_resolution,
+        )
+
+    @property
+    def masking(self) -> str:
+        """``"cnn"`` or ``"vit"``: the masking rule used in training."""
+        return masking_rule(self.cfg.masking, self.spec.kind)
+
+    def features(self, backbone_vars, xn: jnp.ndarray):
+        """Frozen backbone on normalised input.
+
+        Args:
+          backbone_vars: the backbone's variables (no gradient flows into them).
+          xn: ``(B, S, S, 3)`` images normalised with the backbone's mean/std.
+
+        Returns:
+          ``(logits (B, K), [L_i (B, H_i, W_i, C_i) for each tap])``.
+        """
+        check_input(xn, self.spec.name, self.spec.input_size)
+        logits, taps = extract(self.backbone, jax.lax.stop_gradient(backbone_vars), xn, self.taps)
+        feats = [adapt(taps[name], self.spec.kind, name) for name in self.taps]
+        return logits, feats
+
+    def init(self, rng: jax.Array, backbone_vars, x01: jnp.ndarray) -> dict:
+        """Initial attention variables ``{"params", "batch_stats"}``.
+
+        Only the shapes of ``x01`` matter (the backbone is traced, not run).
+        ``batch_stats`` is ``{}`` when the variant has no BatchNorm.
+        """
+        xn = normalize(x01, self.spec.mean, self.spec.std)
+        shapes = jax.eval_shape(lambda v, x: self.features(v, x)[1], backbone_vars, xn)
+        dummy = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+        variables = self.attention.init(rng, dummy, train=False)
+        return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+    def forward(self, attn_vars, backbone_vars, x01: jnp.ndarray):
+        """Eval-mode pass (BatchNorm running statistics).
+
+        Args:
+          attn_vars: ``{"params", "batch_stats"}`` of the attention mechanism.
+          backbone_vars: the backbone's variables.
+          x01: ``(B, S, S, 3)`` images in [0, 1].
+
+        Returns:
+          ``(c, logits)``: pre-sigmoid maps ``(B, H_e, W_e, K)`` and backbone logits ``(B, K)``.
+        """
+        logits, feats = self.features(backbone_vars, normalize(x01, self.spec.mean, self.spec.std))
+        return self.attention.apply(attn_vars, feats, train=False), logits
+
+    def loss_fn(self, attn_params, attn_batch_stats, backbone_vars, x01, loss_cfg, rng=None):
+        """Training loss (pure; differentiate w.r.t. ``attn_params``).
+
+        Args:
+          attn_params, attn_batch_stats: the attention variables.
+          backbone_vars: frozen backbone variables.
+          x01: ``(B, S, S, 3)`` images in [0, 1].
+          loss_cfg: ``config.loss`` (ConfigDict, dict or LossConfig).
+          rng: PRNG key; required for ``loss_cfg.variant == "paper"`` (random Ψ classes).
+
+        Returns:
+          ``(loss, (terms, new_attn_batch_stats))`` with ``terms`` =
+          ``{"loss", "ce", "area", "tv", "mask_mean"}`` (scalars; the weighted
+          ce + area + tv equal loss; mask_mean is the mean of the masks A_y).
+        """
+        cfg = LossConfig.from_config(loss_cfg)
+        xn = normalize(x01, self.spec.mean, self.spec.std)
+        logits, feats = jax.lax.stop_gradient(self.features(backbone_vars, xn))
+        y = jnp.argmax(logits, axis=-1)
+        # Channel 0: each image's own class (the mask); channels 1..B: the classes of Ψ.
+        classes = jnp.concatenate(
+            [y[:, None], psi_classes(y, cfg.variant, self.spec.num_classes, rng)], axis=1
+        )
+        variables = {"params": attn_params, "batch_stats": attn_batch_stats}
+        c, state = self.attention.apply(
+            variables, feats, train=True, classes=classes, mutable=["batch_stats"]
+        )
+        a = jax.nn.sigmoid(c)
+        mask, psi = a[..., 0], a[..., 1:]
+        x_masked = mask_images(x01, mask, self.masking, self.spec.mean, self.spec.std)
+        masked_logits = self.backbone.apply(jax.lax.stop_gradient(backbone_vars), x_masked)
+        loss, terms = ttame_loss(masked_logits, y, psi, cfg)
+        terms = {**terms, "loss": loss, "mask_mean": jnp.mean(mask)}
+        return loss, (terms, state.get("batch_stats", {}))
+
+
+def build(spec: BackboneSpec | str, model_cfg=None) -> TTAME:
+    """Builds the static T-TAME model for a backbone.
+
+    Args:
+      spec: a :class:`BackboneSpec` or a registered backbone name.
+      model_cfg: ``config.model`` (ConfigDict, dict, ModelConfig or None for defaults).
+
+    Raises:
+      ValueError: unknown tap names (the message lists the valid ones) or bad config values.
+    """
+    if isinstance(spec, str):
+        spec = get_spec(spec)
+    model = TTAME(spec=spec, cfg=ModelConfig.from_config(model_cfg))
+    resolve_taps(model.backbone, model.taps)
+    return model
