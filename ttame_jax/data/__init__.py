@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "test_list": None,  # imagefolder: list file of the test split (relative to val_dir).
     "tfds_name": "imagenet2012",  # imagenet_tfds: TFDS dataset name.
     "data_dir": None,  # imagenet_tfds: TFDS data dir (None: ~/tensorflow_datasets).
+    "tfds_decoder": "pil",  # imagenet_tfds: "pil" (our decoder) | "tfds" (TFDS decodes).
     "val_size": 2000,  # Size of the seeded val selection from the validation set.
     "test_size": 2000,  # Size of the seeded test selection (disjoint from val).
     "split_seed": 0,  # Seed of the val/test selection (not the shuffling seed).
@@ -95,6 +96,7 @@ def build_source(data_cfg, split: str, *, input_size: int, seed: int):
             name=_field(data_cfg, "tfds_name"),
             data_dir=_field(data_cfg, "data_dir"),
             num_workers=num_workers,
+            decoder=_field(data_cfg, "tfds_decoder"),
             **holdout,
         )
     raise ValueError(f"unknown data.name {name!r}; expected one of {NAMES}")
