@@ -1,0 +1,1 @@
+"""Experiment configs for ``train.py`` (``--config=configs/<name>.py[:smoke]``)."""

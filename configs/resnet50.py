@@ -1,0 +1,25 @@
+"""T-TAME on a frozen torchvision ResNet-50 (the paper's recipe, DESIGN §4).
+
+Train on ImageNet (image folder root/<wnid>/*.JPEG; see docs for TFDS)::
+
+    python train.py --config=configs/resnet50.py --workdir=runs/resnet50 \
+        --config.data.root=/data/imagenet
+
+Quick CPU check on generated data with random weights (about a minute)::
+
+    python train.py --config=configs/resnet50.py:smoke --workdir=/tmp/resnet50_smoke
+
+Default taps: layer2, layer3, layer4 (the backbone's registry default).
+"""
+
+from configs import common
+
+
+def get_config(arg: str | None = None):
+    """Config for resnet50; ``arg`` = "" (full run) or "smoke"."""
+    variant = common.check_variant(arg)
+    config = common.get_base_config("resnet50")
+    if variant == "smoke":
+        config = common.smoke(config)
+    config.lock()
+    return config

@@ -1,0 +1,41 @@
+"""Trains T-TAME on a frozen backbone.
+
+    python train.py --config=configs/vit.py --workdir=runs/vit \
+        --config.data.root=/data/imagenet --config.train.batch_size=64
+
+Any config field can be overridden with ``--config.<section>.<field>=value``
+(the configs are locked: a misspelt field is an error). Re-running with the
+same ``--workdir`` resumes from its latest checkpoint. ``--multihost`` calls
+``jax.distributed.initialize()`` first (one process per host; also automatic
+when ``JAX_COORDINATOR_ADDRESS`` is set). The logic lives in
+``ttame_jax.training.trainer.train_and_evaluate``.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    "configs/resnet50.py:smoke",
+    "Training config file, optionally with a variant: configs/<name>.py[:smoke].",
+    lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", None, "Call jax.distributed.initialize() (default: if JAX_COORDINATOR_ADDRESS)."
+)
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from ttame_jax.training import sharding, trainer
+
+    sharding.initialize_multihost(_MULTIHOST.value)
+    logging.info("config:\n%s", _CONFIG.value)
+    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

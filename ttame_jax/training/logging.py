@@ -1,0 +1,105 @@
+"""Training logs: a progress bar with throughput, stdout lines and ``metrics.jsonl``.
+
+Every logged record is one JSON object per line in ``workdir/metrics.jsonl``,
+e.g. ``{"split": "train", "step": 100, "loss": 2.1, "ce": ..., "lr": ...,
+"grad_norm": ..., "images_per_s": ...}`` or ``{"split": "val", "step": ...,
+"epoch": 1, "loss": ..., "AD": ..., "IC": ...}``. A resumed run appends.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _plain(value):
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value.tolist()
+
+
+def format_record(record: dict) -> str:
+    """One human-readable line: ``train step 100 | loss 2.1 | lr 4e-05 ...``."""
+    parts = [f"{record.get('split', '')} step {record.get('step')}"]
+    for key, value in record.items():
+        if key in ("split", "step"):
+            continue
+        if isinstance(value, float):
+            parts.append(f"{key} {value:.4g}")
+        else:
+            parts.append(f"{key} {value}")
+    return " | ".join(parts)
+
+
+class MetricsLogger:
+    """Writes records to ``metrics.jsonl`` and stdout, and drives a tqdm bar.
+
+    Args:
+      workdir: directory of ``metrics.jsonl``.
+      total_steps: length of the progress bar.
+      initial_step: where the bar starts (the resumed step).
+      batch_size: global batch size, for images/s.
+      progress: show the progress bar.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        total_steps: int,
+        initial_step: int = 0,
+        batch_size: int,
+        progress: bool = True,
+    ):
+        os.makedirs(workdir, exist_ok=True)
+        self._file = open(os.path.join(workdir, METRICS_FILE), "a")  # noqa: SIM115
+        self._batch_size = batch_size
+        self._bar = tqdm(
+            total=total_steps,
+            initial=initial_step,
+            unit="step",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        self._last_time = time.perf_counter()
+        self._last_step = initial_step
+
+    def step(self, step: int) -> float:
+        """Advances the bar to ``step``; returns images/s since the previous call."""
+        now = time.perf_counter()
+        done = step - self._last_step
+        rate = done * self._batch_size / max(now - self._last_time, 1e-9)
+        self._bar.update(done)
+        self._bar.set_postfix_str(f"{rate:.1f} img/s")
+        self._last_time, self._last_step = now, step
+        return rate
+
+    def write(self, record: dict, *, echo: bool = True) -> dict:
+        """Appends ``record`` (values converted to plain floats) to the file and stdout."""
+        plain = {k: _plain(v) for k, v in record.items()}
+        # JSON has no NaN/inf; write them as strings so the file stays valid JSON.
+        plain = {
+            k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in plain.items()
+        }
+        self._file.write(json.dumps(plain) + "\n")
+        self._file.flush()
+        if echo:
+            tqdm.write(format_record(plain))
+        return plain
+
+    def close(self) -> None:
+        self._bar.close()
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

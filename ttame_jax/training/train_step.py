@@ -1,0 +1,146 @@
+"""The train state and the jitted T-TAME train / validation steps.
+
+Only the attention mechanism is trained: its parameters, BatchNorm statistics
+and optimizer state form :class:`TrainState`. The frozen backbone variables
+are a separate, non-donated argument, so the large backbone buffers are
+neither copied nor invalidated by a step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from ttame_jax.training import sharding
+from ttame_jax.training.optimizer import current_hyperparams
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training (checkpointed as one unit).
+
+    Attributes:
+      step: int32 scalar, number of optimizer steps taken.
+      params: attention-mechanism parameters.
+      batch_stats: attention BatchNorm running statistics.
+      opt_state: optax state of :func:`~ttame_jax.training.optimizer.make_optimizer`.
+    """
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+def init_state(model, tx: optax.GradientTransformation, rng, backbone_vars, x01) -> TrainState:
+    """Initialises the attention variables (jitted: one compile, not one per op).
+
+    Only the shape of the example images ``x01`` (B, S, S, 3) matters.
+    """
+
+    @jax.jit
+    def init(rng, backbone_vars):
+        attn_vars = model.init(rng, backbone_vars, jnp.zeros(x01.shape, x01.dtype))
+        params = attn_vars["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            batch_stats=attn_vars.get("batch_stats", {}),
+            opt_state=tx.init(params),
+        )
+
+    return init(rng, backbone_vars)
+
+
+def step_rng(seed: int, step, stream: int = 0) -> jax.Array:
+    """PRNG key of one step: a pure function of (seed, step), so a resumed run draws alike.
+
+    Only ``loss.variant="paper"`` draws random numbers (the random classes of Ψ);
+    ``stream`` separates training (0) from validation (1).
+    """
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), stream), step)
+
+
+def make_train_step(
+    model, loss_cfg, tx: optax.GradientTransformation, mesh: Mesh, *, seed: int = 0
+) -> Callable:
+    """Builds ``train_step(state, backbone_vars, images) -> (state, metrics)``, jitted.
+
+    The step computes the T-TAME loss (``model.loss_fn``), its gradient with
+    respect to the attention parameters and one optimizer update. If the loss
+    or the gradient is not finite, the returned state is the input state
+    unchanged and ``metrics["finite"]`` is ``False``: a NaN never reaches the
+    parameters, so a caller can stop with the last good state intact.
+
+    Args:
+      model: the T-TAME object of :func:`ttame_jax.core.model.build`.
+      loss_cfg: the ``config.loss`` block (static, closed over).
+      tx: the optimizer.
+      mesh: data mesh; state and backbone replicated, images batch-sharded.
+      seed: seed of the per-step PRNG keys (see :func:`step_rng`).
+
+    Returns:
+      A jitted function; ``state`` (argument 0) is donated. ``images`` is the
+      ``(B, S, S, 3)`` float32 batch in [0, 1]. ``metrics`` holds ``loss``, the
+      loss terms, ``lr``, ``momentum``, ``grad_norm`` and ``finite``.
+    """
+
+    def step(state: TrainState, backbone_vars, images):
+        def loss(params):
+            rng = step_rng(seed, state.step)
+            return model.loss_fn(params, state.batch_stats, backbone_vars, images, loss_cfg, rng)
+
+        (value, (terms, new_stats)), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new = TrainState(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            batch_stats=new_stats,
+            opt_state=opt_state,
+        )
+        finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
+        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+        metrics = {
+            "loss": value,
+            **terms,
+            **current_hyperparams(opt_state),
+            "grad_norm": grad_norm,
+            "finite": finite,
+        }
+        return new, metrics
+
+    repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    return jax.jit(
+        step,
+        in_shardings=(repl, repl, data),
+        out_shardings=(repl, repl),
+        donate_argnums=0,
+    )
+
+
+def make_eval_step(model, loss_cfg, mesh: Mesh, *, seed: int = 0) -> Callable:
+    """Builds ``eval_step(state, backbone_vars, images, batch_index) -> metrics`` (batch sums).
+
+    Returns the loss and its terms multiplied by the batch size, plus
+    ``count``, so the host can average over batches of different sizes. The
+    state is not modified (BatchNorm statistics computed here are dropped).
+    """
+
+    def step(state: TrainState, backbone_vars, images, batch_index):
+        rng = step_rng(seed, batch_index, stream=1)
+        value, (terms, _) = model.loss_fn(
+            state.params, state.batch_stats, backbone_vars, images, loss_cfg, rng
+        )
+        n = images.shape[0]
+        sums = {k: v * n for k, v in {"loss": value, **terms}.items()}
+        return {**sums, "count": jnp.asarray(n, jnp.float32)}
+
+    repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    return jax.jit(step, in_shardings=(repl, repl, data, repl), out_shardings=repl)
