@@ -1,0 +1,170 @@
+"""Parity of the Flax backbones with torchvision and timm (random init, eval mode).
+
+Each reference model is built once per module with a fixed torch seed; BatchNorm
+running statistics, ViT's zero-initialised head and class token are randomised
+first so that they are really exercised. Logits and taps are compared on the
+same inputs: max |ours - torch| <= 1e-4 * max |torch|.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+from ttame_jax.backbones import (  # noqa: E402
+    convert_timm,
+    convert_torchvision,
+    create,
+    extract,
+    get_spec,
+)
+
+RTOL = 1e-4
+
+
+def randomise(model, seed):
+    """Makes BN statistics, zero-initialised heads and tokens non-trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+        for p in model.parameters():
+            if not p.abs().any():  # ViT heads.head / class_token start at zero
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def torch_outputs(model, x_nhwc, modules):
+    """Runs ``model`` on NHWC ``x``; returns logits and ``{tap: NHWC output}`` via hooks."""
+    captured, handles = {}, []
+    for tap, module_name in modules.items():
+
+        def hook(_m, _inp, out, tap=tap):
+            captured[tap] = out.detach().clone()  # clone: the next ReLU may be in place
+
+        handles.append(model.get_submodule(module_name).register_forward_hook(hook))
+    try:
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(x_nhwc.transpose(0, 3, 1, 2))).numpy()
+    finally:
+        for h in handles:
+            h.remove()
+    taps = {k: v.numpy() for k, v in captured.items()}
+    return logits, {k: v.transpose(0, 2, 3, 1) if v.ndim == 4 else v for k, v in taps.items()}
+
+
+def assert_close(ours, ref, what):
+    ours, ref = np.asarray(ours), np.asarray(ref)
+    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} vs torch {ref.shape}"
+    scale = float(np.abs(ref).max())
+    assert scale > 0, f"{what}: reference is all zeros, the comparison would be vacuous"
+    err = float(np.abs(ours - ref).max())
+    assert err <= RTOL * scale, f"{what}: max abs diff {err:.3g} > {RTOL} * {scale:.3g}"
+
+
+def inputs(batch, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, 224, 224, 3)).astype(np.float32)
+
+
+def torchvision_module_name(tap):
+    """Our tap names are torchvision module names, except the reference's ``.ln`` alias."""
+    block_ln = tap.startswith("encoder.layers.") and tap.endswith(".ln")
+    return tap + "_1" if block_ln else tap
+
+
+TORCHVISION = {"vgg16": "vgg16", "resnet50": "resnet50", "vit_b_16": "vit_b_16"}
+
+
+@pytest.fixture(scope="module", params=sorted(TORCHVISION))
+def torchvision_case(request):
+    name = request.param
+    torch.manual_seed(0)
+    model = randomise(getattr(torchvision.models, TORCHVISION[name])(weights=None), seed=1)
+    variables = convert_torchvision(name, model.state_dict())
+    return name, model, variables
+
+
+def test_torchvision_logits_and_every_tap(torchvision_case):
+    """All taps of the module's table (DESIGN §3 taps included) and the logits, jitted."""
+    name, model, variables = torchvision_case
+    module = create(name)
+    taps = list(module.tap_paths)
+    x = inputs(2)
+    ref_logits, ref = torch_outputs(model, x, {t: torchvision_module_name(t) for t in taps})
+    logits, feats = jax.jit(lambda v, x: extract(module, v, x, taps))(variables, jnp.asarray(x))
+    assert_close(logits, ref_logits, f"{name} logits")
+    for t in taps:
+        assert_close(feats[t], ref[t], f"{name} {t}")
+    assert set(get_spec(name).taps) <= set(taps)
+
+
+def test_design_tap_shapes(torchvision_case):
+    """The shapes DESIGN §3 states for the paper's taps (incl. the VGG ablation)."""
+    name, _, variables = torchvision_case
+    expected = {
+        "vgg16": {
+            "features.16": (28, 28, 256),
+            "features.23": (14, 14, 512),
+            "features.30": (7, 7, 512),
+            "features.15": (56, 56, 256),
+            "features.22": (28, 28, 512),
+            "features.29": (14, 14, 512),
+        },
+        "resnet50": {"layer2": (28, 28, 512), "layer3": (14, 14, 1024), "layer4": (7, 7, 2048)},
+        "vit_b_16": {f"encoder.layers.encoder_layer_{k}.ln": (197, 768) for k in (9, 10, 11)},
+    }[name]
+    module = create(name)
+    shapes = jax.eval_shape(
+        lambda v, x: extract(module, v, x, list(expected))[1], variables, inputs(1)
+    )
+    assert {k: v.shape[1:] for k, v in shapes.items()} == expected
+
+
+@pytest.mark.parametrize(
+    "name,count", [("vgg16", 138_357_544), ("resnet50", 25_557_032), ("vit_b_16", 86_567_656)]
+)
+def test_parameter_counts(name, count):
+    shapes = jax.eval_shape(create(name).init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"])) == count
+
+
+# timm: our node name -> timm module name, for the paper's taps.
+TIMM = {
+    "vgg16": (
+        "vgg16",
+        {f"features.{i}": f"features.{i}" for i in (15, 16, 22, 23, 29, 30)},
+    ),
+    "resnet50": ("resnet50", {f"layer{k}": f"layer{k}" for k in (2, 3, 4)}),
+    "vit_b_16": (
+        "vit_base_patch16_224",
+        {
+            **{f"encoder.layers.encoder_layer_{k}.ln": f"blocks.{k}.norm1" for k in (9, 10, 11)},
+            **{f"encoder.layers.encoder_layer_{k}": f"blocks.{k}" for k in (9, 10, 11)},
+            "encoder.ln": "norm",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    # timm's resnet50 uses torchvision's key names (same table, tested above): slow only.
+    ["vgg16", pytest.param("resnet50", marks=pytest.mark.slow), "vit_b_16"],
+)
+def test_timm_logits_and_taps(name):
+    timm = pytest.importorskip("timm")
+    timm_name, tap_modules = TIMM[name]
+    torch.manual_seed(0)
+    model = randomise(timm.create_model(timm_name, pretrained=False), seed=2)
+    variables = convert_timm(timm_name, model.state_dict())
+    x = inputs(1, seed=5)
+    ref_logits, ref = torch_outputs(model, x, tap_modules)
+    logits, feats = extract(create(name), variables, jnp.asarray(x), list(tap_modules))
+    assert_close(logits, ref_logits, f"timm {name} logits")
+    for t in tap_modules:
+        assert_close(feats[t], ref[t], f"timm {name} {t}")
