@@ -109,3 +109,41 @@ def test_bad_arguments():
         next(_source().batches(0))
     with pytest.raises(ValueError, match="at least one example"):
         Source(size=0, read=_read, input_size=8, seed=0, num_classes=1, class_names=None)
+
+
+def _good_source():
+    return _source(read=lambda i: (Image.new("RGB", (20, 18), (i, i, i)), i % 4))
+
+
+def test_start_skips_batches_without_reading_them():
+    reads = []
+
+    def counting_read(i):
+        reads.append(i)
+        return Image.new("RGB", (20, 18), (i, i, i)), i % 4
+
+    full = _collect(_good_source(), epoch=1, shuffle=True)
+    resumed = list(_source(read=counting_read).batches(4, epoch=1, shuffle=True, start=2))
+    assert len(resumed) == len(full) - 2
+    for a, b in zip(full[2:], resumed, strict=True):
+        np.testing.assert_array_equal(a["index"], b["index"])
+        np.testing.assert_array_equal(a["image"], b["image"])
+    assert sorted(reads) == sorted(np.concatenate([b["index"] for b in full[2:]]).tolist())
+    assert list(_good_source().batches(4, start=99)) == []
+
+
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_processes_together_load_the_single_process_global_batches(drop_remainder):
+    kw = {"epoch": 4, "shuffle": True, "augment": True, "drop_remainder": drop_remainder}
+    one = list(_good_source().batches(6, **kw))  # global batch 6 = 3 processes x 2
+    parts = [
+        list(_good_source().batches(2, process_index=p, process_count=3, **kw)) for p in range(3)
+    ]
+    assert len(one) == (3 if drop_remainder else 4)  # 23 examples
+    for g, global_batch in enumerate(one):
+        rows = [part[g] for part in parts if g < len(part)]
+        for key in ("image", "label", "index"):
+            joined = np.concatenate([r[key] for r in rows])
+            np.testing.assert_array_equal(joined, global_batch[key])
+    with pytest.raises(ValueError, match="process_index"):
+        next(_good_source().batches(2, process_index=3, process_count=3))

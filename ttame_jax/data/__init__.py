@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "test_size": 2000,  # Size of the seeded test selection (disjoint from val).
     "split_seed": 0,  # Seed of the val/test selection (not the shuffling seed).
     "num_workers": None,  # Decoding threads (None: all cores, at most 32).
+    "prefetch": 2,  # Batches decoded ahead of the training loop.
 }
 
 NAMES = ("imagefolder", "imagenet_tfds", "synthetic")
@@ -63,7 +64,7 @@ def build_source(data_cfg, split: str, *, input_size: int, seed: int):
 
         return synthetic.build_source(data_cfg, split, input_size=input_size, seed=seed)
     holdout = {k: _field(data_cfg, k) for k in ("val_size", "test_size", "split_seed")}
-    num_workers = _field(data_cfg, "num_workers")
+    loading = {k: _field(data_cfg, k) for k in ("num_workers", "prefetch")}
     if name == "imagefolder":
         from ttame_jax.data import imagefolder
 
@@ -72,7 +73,7 @@ def build_source(data_cfg, split: str, *, input_size: int, seed: int):
             split,
             input_size=input_size,
             seed=seed,
-            num_workers=num_workers,
+            **loading,
             train_dir=_field(data_cfg, "train_dir"),
             val_dir=_field(data_cfg, "val_dir"),
             train_list=_field(data_cfg, "train_list"),
@@ -95,7 +96,7 @@ def build_source(data_cfg, split: str, *, input_size: int, seed: int):
             seed=seed,
             name=_field(data_cfg, "tfds_name"),
             data_dir=_field(data_cfg, "data_dir"),
-            num_workers=num_workers,
+            **loading,
             decoder=_field(data_cfg, "tfds_decoder"),
             **holdout,
         )

@@ -147,9 +147,19 @@ def select(
 
 
 def build_source(
-    root: str, split: str, *, input_size: int, seed: int, num_workers=None, **select_kw
+    root: str,
+    split: str,
+    *,
+    input_size: int,
+    seed: int,
+    num_workers: int | None = None,
+    prefetch: int = 2,
+    **select_kw,
 ) -> Source:
-    """A ``Source`` over an image folder split; ``select_kw`` as in ``select``."""
+    """A ``Source`` over an image folder split; ``select_kw`` as in ``select``.
+
+    ``num_workers`` decoding threads (None: all cores) decode ``prefetch`` batches ahead.
+    """
     directory, items, classes = select(root, split, **select_kw)
     paths = [os.path.join(directory, rel) for rel, _ in items]
     labels = [lab for _, lab in items]
@@ -168,5 +178,6 @@ def build_source(
         class_names=classes or None,
         describe=paths.__getitem__,
         num_workers=num_workers,
+        prefetch=prefetch,
         split=split,
     )

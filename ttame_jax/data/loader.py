@@ -168,7 +168,7 @@ class Source:
                     continue
                 good += 1
                 yield index, out[0], out[1]
-        if good == 0:
+        if good == 0 and len(order):
             raise RuntimeError(
                 f"data[{self.split}]: none of the {len(order)} images could be read "
                 f"(first error: {type(first_error).__name__}: {first_error}). Check that the "
@@ -192,16 +192,26 @@ class Source:
         shuffle: bool = False,
         augment: bool = False,
         drop_remainder: bool = False,
+        start: int = 0,
+        process_index: int = 0,
+        process_count: int = 1,
     ) -> Iterator[dict[str, np.ndarray]]:
         """Iterates over one pass (epoch) of the data in batches.
 
         Args:
-          batch_size: B, examples per batch.
+          batch_size: B, examples per batch (per process when ``process_count > 1``).
           epoch: epoch number; with ``shuffle``/``augment`` it selects the permutation and
             the crops/flips, so (seed, epoch) fully determines the output.
           shuffle: permute the examples (else index order 0..n-1).
           augment: random crop + flip (train preprocessing) instead of centre crop.
           drop_remainder: drop a last, smaller batch.
+          start: begin at batch ``start`` of the pass without decoding the earlier ones (for
+            resuming mid-epoch); identical to skipping ``start`` batches unless unreadable
+            images occurred before that point (each one shifts the later batches by one).
+          process_index, process_count: multi-host loading. Global batch g is the examples
+            at positions [g * B * P, (g + 1) * B * P) of the epoch order, and process p
+            reads rows [p * B, (p + 1) * B) of it, so the P processes together load the
+            same global batches as one process with batch B * P.
 
         Yields:
           dicts with "image" float32 (B, S, S, 3) in [0, 1], "label" int32 (B,) and
@@ -209,7 +219,20 @@ class Source:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= process_index < process_count:
+            raise ValueError(
+                f"need 0 <= process_index < process_count, got {process_index}, {process_count}"
+            )
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
         order = self.order(epoch, shuffle)
+        if process_count > 1:
+            global_batch = batch_size * process_count
+            if drop_remainder:
+                order = order[: len(order) // global_batch * global_batch]
+            row = np.arange(len(order)) % global_batch
+            order = order[row // batch_size == process_index]
+        order = order[start * batch_size :]
         lookahead = max(self.num_workers, self.prefetch * batch_size)
         images, labels, indices = [], [], []
         for index, image, label in self._stream(order, int(epoch), augment, lookahead):

@@ -95,6 +95,7 @@ def build_source(
     test_size: int = 2000,
     split_seed: int = 0,
     num_workers: int | None = None,
+    prefetch: int = 2,
     decoder: str = "pil",
 ) -> Source:
     """A ``Source`` over a TFDS image classification dataset (features "image", "label").
@@ -106,7 +107,8 @@ def build_source(
       name: TFDS dataset name.
       data_dir: TFDS data dir (None: TFDS default, ``~/tensorflow_datasets``).
       val_size, test_size, split_seed: the validation/test selection.
-      num_workers: decoding threads.
+      num_workers: decoding threads (None: all cores).
+      prefetch: batches decoded ahead.
       decoder: "pil" (default: our decoder on the encoded bytes) or "tfds" (TFDS decodes).
     """
     split_lib.check_split(split)
@@ -145,5 +147,6 @@ def build_source(
         class_names=names,
         describe=describe,
         num_workers=num_workers,
+        prefetch=prefetch,
         split=split,
     )
