@@ -117,10 +117,11 @@ def test_val_and_test_are_disjoint_seeded_selections(root):
 
 def test_list_files_choose_images_and_labels(root, tmp_path):
     listing = tmp_path / "test.txt"
-    listing.write_text(f"{WNIDS[2]}/val_0_0.JPEG\n{WNIDS[0]}/val_2_1.jpg 1\n")
+    listing.write_text(f"{WNIDS[2]}/val_0_0.JPEG\n{WNIDS[0]}/val_2_1.jpg 1\n{WNIDS[0]}/gone.JPEG\n")
     test = build_source(_cfg(root, test_list=str(listing)), "test", input_size=S, seed=0)
-    assert len(test) == 2
+    assert len(test) == 3
     np.testing.assert_array_equal(_all(test)["label"], [2, 1])  # folder label, given label
+    assert test.skipped == 1  # the listed file that does not exist
     # val is drawn from the rest, so it never contains the listed test images.
     val = build_source(_cfg(root, test_list=str(listing), val_size=13), "val", input_size=S, seed=0)
     val_files = {os.path.basename(val.describe(i)) for i in range(len(val))}
