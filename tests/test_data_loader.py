@@ -92,8 +92,16 @@ def test_all_images_unreadable_raises():
     def broken(i):
         raise OSError("no such file")
 
-    with pytest.raises(RuntimeError, match="none of the 23 images could be read"):
+    with pytest.raises(RuntimeError, match="first 23 images of this pass could not be read"):
         _collect(_source(read=broken))
+
+
+def test_a_short_tail_of_bad_images_is_not_an_error():
+    # A pass slice that happens to hold only bad images must not raise: starting at batch
+    # 11 of 2 leaves only example 22, made unreadable here; the source as a whole is fine.
+    source = _source(read=lambda i: _read(i) if i != 22 else _read(17))
+    tail = list(source.batches(2, start=11))
+    assert tail == [] and source.skipped == 1
 
 
 def test_early_exit_stops_the_worker_threads():

@@ -8,8 +8,9 @@ decoding and resizing) with a bounded look-ahead of ``prefetch`` batches, and re
 consumed strictly in submission order, so thread timing never changes what comes out.
 
 Images that fail to decode are dropped from the stream (the next good image takes their
-place in the batch), counted in ``Source.skipped`` and logged; a pass in which every image
-fails raises, since that is a configuration problem rather than a few bad files.
+place in the batch), counted in ``Source.skipped`` and logged; a pass whose first 50 images
+(or all images of a smaller source) fail raises at once, since that is a wrong path or
+format rather than a few bad files.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import collections
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 ReadFn = Callable[[int], tuple[Image.Image, int]]
 
 _MAX_WARNINGS = 10  # Per source: individual log lines for the first few bad files.
+_FAIL_FAST = 50  # A pass whose first this many images (or all of a smaller source) fail.
 
 
 def default_num_workers() -> int:
@@ -42,7 +44,7 @@ class Source:
     """An indexed image set with deterministic batching (the Source of INTERFACES.md).
 
     Attributes:
-      num_classes: number of classes (label values are in [0, num_classes)).
+      num_classes: number of classes (labels are in [0, num_classes), or -1 if unknown).
       class_names: tuple of class names (e.g. WordNet ids) in label order, or None.
       skipped: number of distinct examples found unreadable so far.
     """
@@ -160,20 +162,22 @@ class Source:
         good, bad, first_error = 0, 0, None
         with ThreadPoolExecutor(self.num_workers, thread_name_prefix="ttame-data") as pool:
             work = lambda i: self._load(i, epoch, augment)
-            for index, out in _ordered_map(pool, work, order.tolist(), lookahead):
+            indices = (int(i) for i in order)
+            for index, out in _ordered_map(pool, work, indices, lookahead):
                 if isinstance(out, BaseException):
                     bad += 1
                     first_error = first_error or out
                     self._note_bad(index, out)
+                    if good == 0 and bad >= min(_FAIL_FAST, self._size):
+                        raise RuntimeError(
+                            f"data[{self.split}]: the first {bad} images of this pass could "
+                            f"not be read (first error: {type(first_error).__name__}: "
+                            f"{first_error}). Check that the dataset path points at image "
+                            "files."
+                        )
                     continue
                 good += 1
                 yield index, out[0], out[1]
-        if good == 0 and len(order):
-            raise RuntimeError(
-                f"data[{self.split}]: none of the {len(order)} images could be read "
-                f"(first error: {type(first_error).__name__}: {first_error}). Check that the "
-                "dataset path points at image files."
-            )
         if bad:
             log.warning(
                 "data[%s]: epoch %d: skipped %d unreadable image(s) (%d distinct in this "
@@ -254,7 +258,7 @@ def _collate(images, labels, indices) -> dict[str, np.ndarray]:
     }
 
 
-def _ordered_map(pool: ThreadPoolExecutor, fn, items: list, lookahead: int):
+def _ordered_map(pool: ThreadPoolExecutor, fn, items: Iterable, lookahead: int):
     """Yields (item, fn(item)) in the order of ``items``, with <= ``lookahead`` in flight.
 
     Results are taken in submission order, so the output never depends on which thread
