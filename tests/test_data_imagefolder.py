@@ -148,3 +148,8 @@ def test_dispatcher_rejects_bad_names_and_splits(root):
         build_source(_cfg(root), "validation", input_size=S, seed=0)
     with pytest.raises(ValueError, match="only supported with data.name='imagefolder'"):
         build_source({"name": "imagenet_tfds", "val_list": "x"}, "val", input_size=S, seed=0)
+
+
+def test_dispatcher_routes_synthetic_to_its_module():
+    source = build_source({"name": "synthetic"}, "val", input_size=S, seed=0)
+    assert type(source).__module__ == "ttame_jax.data.synthetic"
