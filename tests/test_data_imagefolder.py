@@ -153,3 +153,18 @@ def test_dispatcher_rejects_bad_names_and_splits(root):
 def test_dispatcher_routes_synthetic_to_its_module():
     source = build_source({"name": "synthetic"}, "val", input_size=S, seed=0)
     assert type(source).__module__ == "ttame_jax.data.synthetic"
+
+
+def test_locked_configdict_with_placeholders(root):
+    from ml_collections import config_dict
+
+    cfg = config_dict.ConfigDict()
+    cfg.name = "imagefolder"
+    cfg.root = str(root)
+    cfg.val_list = config_dict.placeholder(str)  # None -> the seeded selection
+    cfg.num_workers = config_dict.placeholder(int)
+    cfg.val_size = 4
+    cfg.test_size = 4
+    cfg.lock()
+    source = build_source(cfg, "val", input_size=S, seed=0)
+    assert len(source) == 4 and source.num_workers >= 1

@@ -161,22 +161,25 @@ def build_source(
     ``num_workers`` decoding threads (None: all cores) decode ``prefetch`` batches ahead.
     """
     directory, items, classes = select(root, split, **select_kw)
-    paths = [os.path.join(directory, rel) for rel, _ in items]
+    relpaths = [rel for rel, _ in items]  # Relative: about half the memory of full paths.
     labels = [lab for _, lab in items]
 
+    def path(i: int) -> str:
+        return os.path.join(directory, relpaths[i])
+
     def read(i: int):
-        return preprocess.load_image(paths[i]), labels[i]
+        return preprocess.load_image(path(i)), labels[i]
 
     num_classes = len(classes) if classes else max(max(labels) + 1, 0)
-    log.info("data[%s]: %d images, %d classes from %s", split, len(paths), num_classes, directory)
+    log.info("data[%s]: %d images, %d classes from %s", split, len(items), num_classes, directory)
     return Source(
-        size=len(paths),
+        size=len(items),
         read=read,
         input_size=input_size,
         seed=seed,
         num_classes=num_classes,
         class_names=classes or None,
-        describe=paths.__getitem__,
+        describe=path,
         num_workers=num_workers,
         prefetch=prefetch,
         split=split,

@@ -35,14 +35,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """Converts any PIL mode (L, LA, P, RGBA, CMYK, I;16, ...) to 3-channel RGB.
 
     Alpha is dropped (as torchvision's default ``pil_loader`` does), CMYK uses PIL's
-    conversion, 16/32-bit integer greyscale is rescaled to 8 bits first.
+    conversion. 16-bit greyscale ("I;16*", and "I", which PIL uses for 16-bit PNGs) is
+    scaled from [0, 65535] to [0, 255] instead of being clipped; float ("F") is clipped to
+    [0, 255].
     """
     if img.mode == "RGB":
         return img
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if img.mode != "F":
+            arr = arr * (255.0 / 65535.0)
+        arr = np.clip(np.floor(arr + 0.5), 0, 255).astype(np.uint8)
         return Image.fromarray(arr).convert("RGB")
     return img.convert("RGB")
 
