@@ -2,6 +2,7 @@
 
 import io
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -131,3 +132,14 @@ def test_missing_dataset_says_how_to_prepare_it(tmp_path):
     assert "ILSVRC2012_img_train.tar" in message
     assert f"tfds build imagenet2012 --data_dir={tmp_path}" in message
     assert "--file_format=array_record" in message
+
+
+def test_dataset_prepared_as_tfrecord_says_to_rebuild(tiny_dir, tmp_path):
+    # Same files, but metadata claiming the (default) tfrecord format, as a dataset built
+    # without --file_format=array_record would have.
+    copy = tmp_path / "tfds"
+    shutil.copytree(tiny_dir, copy)
+    info = copy / "ttame_tiny_imagenet" / "1.0.0" / "dataset_info.json"
+    info.write_text(info.read_text().replace('"array_record"', '"tfrecord"'))
+    with pytest.raises(FileNotFoundError, match="probably in the tfrecord format"):
+        build_source(_tiny_cfg(str(copy)), "val", input_size=S, seed=0)
