@@ -128,6 +128,22 @@ def test_list_files_choose_images_and_labels(root, tmp_path):
     assert len(val) == 13 and not val_files & {"val_0_0.JPEG", "val_2_1.jpg"}
 
 
+def test_lists_of_bare_file_names_work_on_a_class_sorted_folder(root, tmp_path):
+    # The paper's lists name flat ILSVRC2012_val_*.JPEG files with an integer label.
+    listing = tmp_path / "Evaluation_2000.txt"
+    listing.write_text("val_1_3.JPG 7 \nval_0_4.JPEG 0 \n")
+    test = build_source(_cfg(root, test_list=str(listing)), "test", input_size=S, seed=0)
+    assert [test.describe(i)[len(str(root)) + 1 :] for i in range(2)] == [
+        os.path.join("val", WNIDS[1], "val_1_3.JPG"),
+        os.path.join("val", WNIDS[2], "val_0_4.JPEG"),
+    ]
+    np.testing.assert_array_equal(_all(test)["label"], [7, 0])
+    assert test.skipped == 0
+    val = build_source(_cfg(root, test_list=str(listing), val_size=13), "val", input_size=S, seed=0)
+    val_files = {os.path.basename(val.describe(i)) for i in range(len(val))}
+    assert not val_files & {"val_1_3.JPG", "val_0_4.JPEG"}
+
+
 def test_clear_errors_for_missing_or_empty_folders(tmp_path):
     with pytest.raises(ValueError, match="data.root is not set"):
         build_source({"name": "imagefolder"}, "train", input_size=S, seed=0)

@@ -70,12 +70,33 @@ def _label_of(rel: str, label: str | None, index: dict[str, int], where: str) ->
     return index[label]
 
 
-def from_list(list_path: str, classes: tuple[str, ...]) -> list[tuple[str, int]]:
-    """(relpath, label) entries of a list file, in file order (see ``split.read_list``)."""
+def _find_bare_names(directory: str, classes: tuple[str, ...], rels: list[str]) -> list[str]:
+    """Bare file names (no folder part) that are not in ``directory`` itself are looked up
+    in its class folders, so lists of flat ILSVRC2012_val_*.JPEG names (the paper's
+    Validation_2000.txt / Evaluation_2000.txt) also work on a folder sorted by class."""
+    bare = (r for r in rels if os.sep not in r)
+    missing = {r for r in bare if not os.path.exists(os.path.join(directory, r))}
+    if not missing or not classes:
+        return rels
+    by_name = {os.path.basename(rel): rel for rel, _ in scan(directory, classes)}
+    return [by_name.get(r, r) if r in missing else r for r in rels]
+
+
+def from_list(
+    list_path: str, classes: tuple[str, ...], directory: str | None = None
+) -> list[tuple[str, int]]:
+    """(relpath, label) entries of a list file, in file order (see ``split.read_list``).
+
+    With ``directory``, bare file names are found in its class folders if need be.
+    """
+    entries = split_lib.read_list(list_path)
+    rels = [os.path.normpath(rel) for rel, _ in entries]
+    if directory is not None:
+        rels = _find_bare_names(directory, classes, rels)
     index = {name: i for i, name in enumerate(classes)}
     items = [
-        (os.path.normpath(rel), _label_of(rel, lab, index, list_path))
-        for rel, lab in split_lib.read_list(list_path)
+        (rel, _label_of(rel, lab, index, list_path))
+        for rel, (_, lab) in zip(rels, entries, strict=True)
     ]
     unknown = sum(1 for _, lab in items if lab < 0)
     if unknown:
@@ -118,7 +139,7 @@ def select(
 
     own_list = {"train": train_list, "val": val_list, "test": test_list}[split]
     if own_list:
-        return directory, from_list(own_list, classes), classes
+        return directory, from_list(own_list, classes, directory), classes
     if not classes:
         raise FileNotFoundError(
             f"no class folders in {directory!r}; expected {_LAYOUT} (ImageNet's flat "
@@ -138,7 +159,7 @@ def select(
     exclude = None
     if other_list:
         position = {rel: i for i, (rel, _) in enumerate(items)}
-        fixed = [position.get(rel) for rel, _ in from_list(other_list, classes)]
+        fixed = [position.get(rel) for rel, _ in from_list(other_list, classes, directory)]
         exclude = np.asarray([i for i in fixed if i is not None], dtype=np.int64)
     keep = split_lib.holdout_indices(
         len(items), split, val_size=val_size, test_size=test_size, seed=split_seed, exclude=exclude
