@@ -8,7 +8,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.datasets.folder import pil_loader
 
-from ttame_jax.data import build_source
+from ttame_jax.data import build_source, check_config
 
 WNIDS = ("n01440764", "n01443537", "n09999999")
 S = 32  # input size; images are resized to 37 then cropped
@@ -164,6 +164,23 @@ def test_dispatcher_rejects_bad_names_and_splits(root):
         build_source(_cfg(root), "validation", input_size=S, seed=0)
     with pytest.raises(ValueError, match="only supported with data.name='imagefolder'"):
         build_source({"name": "imagenet_tfds", "val_list": "x"}, "val", input_size=S, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("val_size", -1, "data.val_size must be an integer >= 0"),
+        ("split_seed", 1.5, "data.split_seed must be an integer"),
+        ("num_workers", 0, "data.num_workers must be an integer >= 1"),
+        ("prefetch", 0, "data.prefetch must be an integer >= 1"),
+        ("tfds_decoder", "cv2", "data.tfds_decoder must be 'pil' or 'tfds'"),
+    ],
+)
+def test_check_config_rejects_bad_values_before_reading_anything(field, value, message):
+    cfg = {"name": "imagenet_tfds", "root": "/nonexistent", field: value}
+    with pytest.raises(ValueError, match=message):
+        check_config(cfg)
+    check_config({"name": "imagenet_tfds"})  # defaults are fine
 
 
 def test_dispatcher_routes_synthetic_to_its_module():

@@ -44,6 +44,37 @@ def _field(data_cfg, key: str):
     return DEFAULTS[key] if value is None else value
 
 
+def check_config(data_cfg) -> None:
+    """Rejects bad ``config.data`` values without touching the disk (call it at start-up).
+
+    Raises:
+      ValueError: naming the field, the bad value and what is allowed.
+    """
+    name = _field(data_cfg, "name")
+    if name not in NAMES:
+        raise ValueError(f"unknown data.name {name!r}; expected one of {NAMES}")
+    if name == "synthetic":
+        return  # The synthetic dataset checks its own fields.
+    for key in ("val_size", "test_size", "split_seed"):
+        value = _field(data_cfg, key)
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"data.{key} must be an integer >= 0, got {value!r}")
+    for key, lowest in (("num_workers", 1), ("prefetch", 1)):
+        value = _field(data_cfg, key)
+        if value is not None and (not isinstance(value, int) or value < lowest):
+            raise ValueError(f"data.{key} must be an integer >= {lowest} (or None), got {value!r}")
+    if name == "imagenet_tfds":
+        lists = [k for k in ("train_list", "val_list", "test_list") if _field(data_cfg, k)]
+        if lists:
+            raise ValueError(
+                f"data.{lists[0]} is only supported with data.name='imagefolder'; with TFDS the "
+                "val/test splits are the seeded selection (data.val_size/test_size/split_seed)"
+            )
+        decoder = _field(data_cfg, "tfds_decoder")
+        if decoder not in ("pil", "tfds"):
+            raise ValueError(f"data.tfds_decoder must be 'pil' or 'tfds', got {decoder!r}")
+
+
 def build_source(data_cfg, split: str, *, input_size: int, seed: int):
     """Builds the ``Source`` of one split.
 
@@ -58,6 +89,7 @@ def build_source(data_cfg, split: str, *, input_size: int, seed: int):
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    check_config(data_cfg)
     name = _field(data_cfg, "name")
     if name == "synthetic":
         from ttame_jax.data import synthetic
@@ -84,12 +116,6 @@ def build_source(data_cfg, split: str, *, input_size: int, seed: int):
     if name == "imagenet_tfds":
         from ttame_jax.data import tfds_source
 
-        lists = [k for k in ("train_list", "val_list", "test_list") if _field(data_cfg, k)]
-        if lists:
-            raise ValueError(
-                f"data.{lists[0]} is only supported with data.name='imagefolder'; with TFDS the "
-                "val/test splits are the seeded selection (data.val_size/test_size/split_seed)"
-            )
         return tfds_source.build_source(
             split,
             input_size=input_size,
@@ -100,7 +126,7 @@ def build_source(data_cfg, split: str, *, input_size: int, seed: int):
             decoder=_field(data_cfg, "tfds_decoder"),
             **holdout,
         )
-    raise ValueError(f"unknown data.name {name!r}; expected one of {NAMES}")
+    raise AssertionError(f"unreachable: data.name {name!r} passed check_config")
 
 
-__all__ = ["DEFAULTS", "NAMES", "build_source"]
+__all__ = ["DEFAULTS", "NAMES", "build_source", "check_config"]
