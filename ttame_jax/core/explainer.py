@@ -183,8 +183,11 @@ def explain(params: Explainer, x, target=None, classes=None, all_classes: bool =
 
 
 def _find_workdir(path: str) -> str:
-    path = os.fspath(path)
-    for candidate in (path, os.path.dirname(os.path.normpath(path))):
+    path = os.path.normpath(os.fspath(path))
+    candidates = [path]
+    if os.path.basename(path) == "checkpoints":  # workdir/checkpoints was passed
+        candidates.append(os.path.dirname(path))
+    for candidate in candidates:
         if os.path.isfile(os.path.join(candidate, "config.json")):
             return candidate
     raise FileNotFoundError(
