@@ -274,3 +274,24 @@ class _FakeState:
     def __init__(self, step, params, batch_stats):
         self.step, self.params, self.batch_stats = step, params, batch_stats
         self.opt_state = {"count": jnp.zeros((), jnp.int32)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,res", [("resnet50", 28), ("vit_b_16", 14)])
+def test_real_backbone_loss_and_explain(name, res):
+    from ttame_jax.backbones import load_pretrained
+
+    model = build(name)
+    bvars = load_pretrained(name, "random", seed=0)
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 224, 224, 3)), jnp.float32)
+    avars = jax.jit(model.init)(jax.random.key(0), bvars, x)
+    loss, (terms, _) = jax.jit(model.loss_fn, static_argnums=4)(
+        avars["params"], avars["batch_stats"], bvars, x, LossConfig()
+    )
+    assert np.isfinite(float(loss)) and set(terms) == {"loss", "ce", "area", "tv", "mask_mean"}
+    params = Explainer.from_model(model, bvars, avars)
+    out = jax.jit(explain)(params, x)
+    assert out.maps.shape == (2, 224, 224) and out.logits.shape == (2, 1000)
+    assert float(out.maps.min()) >= 0.0 and float(out.maps.max()) <= 1.0
+    c, _ = jax.jit(model.forward)(avars, bvars, x)
+    assert c.shape == (2, res, res, 1000)
