@@ -55,8 +55,10 @@ def load_pretrained(name: str, weights: str | os.PathLike | None = None, *, seed
     spec = registry.get_spec(name)
     if isinstance(weights, str) and weights == "random":
         module = spec.builder(**kw)
-        x = jnp.zeros((1, spec.input_size, spec.input_size, 3), jnp.float32)
-        return jax.jit(module.init)(jax.random.key(seed), x)
+        # lazy_init: initialisers only, no forward pass. Compiling ~160 initialisers
+        # takes tens of seconds on a CPU for the big backbones.
+        x = jax.ShapeDtypeStruct((1, spec.input_size, spec.input_size, 3), jnp.float32)
+        return jax.jit(lambda key: module.lazy_init(key, x))(jax.random.key(seed))
     if weights is None:
         weights = _cached_file(spec)
     path = Path(weights).expanduser()
