@@ -124,7 +124,7 @@ def restore_state(manager: ocp.CheckpointManager, template, step: int | None = N
         ),
     )
     return template.replace(
-        step=jnp.asarray(step, jnp.int32),
+        step=jax.device_put(jnp.asarray(step, jnp.int32), template.step.sharding),
         params=restored["attention"]["params"],
         batch_stats=restored["attention"]["batch_stats"],
         opt_state=restored["opt_state"],

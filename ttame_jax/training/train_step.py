@@ -8,8 +8,9 @@ neither copied nor invalidated by a step.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -18,7 +19,8 @@ import optax
 from jax.sharding import Mesh
 
 from ttame_jax.training import sharding
-from ttame_jax.training.optimizer import current_hyperparams
+from ttame_jax.training.optimizer import current_hyperparams, make_optimizer
+from ttame_jax.training.schedule import OneCycle
 
 
 @flax.struct.dataclass
@@ -38,15 +40,18 @@ class TrainState:
     opt_state: Any
 
 
-def init_state(model, tx: optax.GradientTransformation, rng, backbone_vars, x01) -> TrainState:
-    """Initialises the attention variables (jitted: one compile, not one per op).
+def make_init(model, tx: optax.GradientTransformation, example_shape) -> Callable:
+    """Builds ``init(rng, backbone_vars) -> TrainState``, jitted (one compile, not one per op).
 
-    Only the shape of the example images ``x01`` (B, S, S, 3) matters.
+    Args:
+      model: the T-TAME object.
+      tx: the optimizer.
+      example_shape: ``(B, S, S, 3)``; only the shape of the example images matters.
     """
 
     @jax.jit
     def init(rng, backbone_vars):
-        attn_vars = model.init(rng, backbone_vars, jnp.zeros(x01.shape, x01.dtype))
+        attn_vars = model.init(rng, backbone_vars, jnp.zeros(example_shape, jnp.float32))
         params = attn_vars["params"]
         return TrainState(
             step=jnp.zeros((), jnp.int32),
@@ -55,7 +60,7 @@ def init_state(model, tx: optax.GradientTransformation, rng, backbone_vars, x01)
             opt_state=tx.init(params),
         )
 
-    return init(rng, backbone_vars)
+    return init
 
 
 def step_rng(seed: int, step, stream: int = 0) -> jax.Array:
@@ -97,7 +102,7 @@ def make_train_step(
             return model.loss_fn(params, state.batch_stats, backbone_vars, images, loss_cfg, rng)
 
         (value, (terms, new_stats)), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = TrainState(
             step=state.step + 1,
@@ -144,3 +149,37 @@ def make_eval_step(model, loss_cfg, mesh: Mesh, *, seed: int = 0) -> Callable:
 
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     return jax.jit(step, in_shardings=(repl, repl, data, repl), out_shardings=repl)
+
+
+class Steps(NamedTuple):
+    """The optimizer and the jitted functions of one training setup."""
+
+    tx: optax.GradientTransformation
+    init: Callable
+    train: Callable
+    eval: Callable
+
+
+@functools.lru_cache(maxsize=4)
+def build_steps(
+    model,
+    loss_cfg,
+    schedule: OneCycle,
+    weight_decay: float,
+    nesterov: bool,
+    mesh: Mesh,
+    seed: int,
+) -> Steps:
+    """Optimizer, init, train and eval steps; cached, so a re-run in the same process
+    (a resumed run, a sweep, a test) reuses the compiled functions.
+
+    All arguments must be hashable (``loss_cfg``: a frozen ``LossConfig``).
+    """
+    tx = make_optimizer(schedule, weight_decay=weight_decay, nesterov=nesterov)
+    size = model.spec.input_size
+    return Steps(
+        tx=tx,
+        init=make_init(model, tx, (1, size, size, 3)),
+        train=make_train_step(model, loss_cfg, tx, mesh, seed=seed),
+        eval=make_eval_step(model, loss_cfg, mesh, seed=seed),
+    )

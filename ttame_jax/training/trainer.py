@@ -13,14 +13,13 @@ import logging
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
+from ttame_jax.core.config import LossConfig
 from ttame_jax.training import checkpoint, config_utils, sharding, validation
 from ttame_jax.training.logging import MetricsLogger
-from ttame_jax.training.optimizer import make_optimizer
 from ttame_jax.training.schedule import OneCycle
-from ttame_jax.training.train_step import init_state, make_eval_step, make_train_step
+from ttame_jax.training.train_step import build_steps
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +112,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         base_momentum=tc.base_momentum,
         max_momentum=tc.max_momentum,
     )
-    tx = make_optimizer(schedule, weight_decay=tc.weight_decay, nesterov=tc.nesterov)
+    loss_cfg = LossConfig.from_config(config.loss)
+    steps = build_steps(
+        model, loss_cfg, schedule, float(tc.weight_decay), bool(tc.nesterov), mesh, tc.seed
+    )
 
     bb = config.backbone
     backbone_vars = sharding.replicate(load_pretrained(bb.name, bb.weights, seed=bb.seed), mesh)
-    example = jnp.zeros((1, size, size, 3), jnp.float32)
-    init_rng = jax.random.key(tc.seed)
-    state = sharding.replicate(init_state(model, tx, init_rng, backbone_vars, example), mesh)
+    state = sharding.replicate(steps.init(jax.random.key(tc.seed), backbone_vars), mesh)
 
     manager = checkpoint.make_manager(workdir, keep=tc.keep_checkpoints, every=tc.checkpoint_every)
     # Resume order: the latest step in workdir/checkpoints if any, else the fresh
@@ -130,8 +130,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if step:
         log.info("resuming %s from step %d", workdir, step)
 
-    train_step = make_train_step(model, config.loss, tx, mesh, seed=tc.seed)
-    eval_step = make_eval_step(model, config.loss, mesh, seed=tc.seed)
     rows = sharding.process_slice(tc.batch_size)
     last = {"train": None, "val": None}
     halt = tc.halt_after_steps or total
@@ -148,7 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 break
             for batch in _train_batches(train_src, tc, spe, epoch, step - epoch * spe):
                 images = sharding.shard_batch(batch["image"][rows], mesh)
-                state, metrics = train_step(state, backbone_vars, images)
+                state, metrics = steps.train(state, backbone_vars, images)
                 metrics = jax.device_get(metrics)
                 if not metrics.pop("finite"):
                     raise FloatingPointError(
@@ -174,7 +172,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 )
             if val_src is not None:
                 last["val"] = _validate(
-                    config, model, state, backbone_vars, val_src, eval_step, mesh, epoch, step
+                    config, model, state, backbone_vars, val_src, steps.eval, mesh, epoch, step
                 )
                 logger.write(last["val"])
         if train_src.skipped:
