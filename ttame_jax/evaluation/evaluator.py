@@ -1,0 +1,209 @@
+"""Runs explanation methods over the fixed test split and scores them (DESIGN §5).
+
+For each method and each batch of the test split (unshuffled, centre-cropped):
+target = the backbone's top-1 on the unmasked image; maps = the method's
+explanations of it (timed); then the per-image terms of AD/IC (100/50/15 % kept),
+ROAD MoRF/LeRF (10-90 % removed; accuracy and target probability), optionally
+insertion/deletion AUC and any extra per-batch metrics. Each batch's per-image
+arrays are cached on disk (:mod:`ttame_jax.evaluation.cache`) before the next
+batch starts, so a rerun after an interruption computes only the missing batches.
+Every reported number is a mean of per-image terms over the images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from tqdm.auto import tqdm
+
+from ttame_jax.evaluation import inputs, scoring
+from ttame_jax.evaluation.cache import BatchCache
+from ttame_jax.evaluation.methods import Method, build_methods, check_names, top1
+
+# extra_metrics: name -> fn(maps (B, S, S) np.float32, batch dict of np arrays) -> (B,) values
+# (NaN = not applicable to that image; the report shows the mean over the others).
+ExtraMetric = Callable[[np.ndarray, Mapping[str, np.ndarray]], np.ndarray]
+CACHE_VERSION = 1  # bump when the cached arrays change meaning
+
+
+def _batches(source, batch_size: int, first: int, num_images: int):
+    """``(index, batch)`` from batch ``first`` on, the last one cut to ``num_images``."""
+    try:
+        it = source.batches(batch_size, shuffle=False, augment=False, start=first)
+        skip = 0
+    except TypeError:  # a Source without cheap mid-pass starts (e.g. the synthetic one)
+        it = source.batches(batch_size, shuffle=False, augment=False)
+        skip = first
+    for i, batch in enumerate(it, start=first - skip):
+        if i * batch_size >= num_images:
+            break
+        if i < first:
+            continue
+        keep = min(batch_size, num_images - i * batch_size)
+        yield i, {k: v[:keep] for k, v in batch.items()}
+
+
+class _Timer:
+    """Seconds of ``fn(x, target)`` with the result on the host; compiles untimed first."""
+
+    def __init__(self):
+        self._warm: set[tuple] = set()
+
+    def __call__(self, method: Method, x, target):
+        shape = (method.name, x.shape)
+        if shape not in self._warm:  # first call per shape: compile outside the timing
+            jax.block_until_ready(method.fn(x, target))
+            self._warm.add(shape)
+        start = time.perf_counter()
+        maps = jax.block_until_ready(method.fn(x, target))
+        return np.asarray(maps, np.float32), time.perf_counter() - start
+
+
+def _check_maps(method: Method, maps: np.ndarray, x: np.ndarray) -> None:
+    if maps.shape != x.shape[:3]:
+        raise ValueError(
+            f"method {method.name!r} returned maps of shape {maps.shape}, expected {x.shape[:3]}"
+        )
+    if not np.all(np.isfinite(maps)):
+        raise FloatingPointError(f"method {method.name!r} returned non-finite map values")
+
+
+def _score(method, batch, explainer, ctx, extra_metrics, timer) -> dict[str, np.ndarray]:
+    x = np.asarray(batch["image"], np.float32)
+    target = top1(explainer, x)
+    maps, seconds = timer(method, x, target)
+    _check_maps(method, maps, x)
+    arrays = scoring.score_batch(ctx, x, maps, target, batch["index"])
+    for name, fn in extra_metrics.items():
+        values = np.asarray(fn(maps, batch), np.float64)
+        if values.shape != (len(x),):
+            raise ValueError(f"extra metric {name!r} must return ({len(x)},), got {values.shape}")
+        arrays[f"extra.{name}"] = values
+    arrays.update(index=np.asarray(batch["index"]), target=target, seconds=np.float64(seconds))
+    return arrays
+
+
+def run_method(method, source, explainer, ctx, cache, *, batch_size, num_images, extra, progress):
+    """Fills ``cache`` with every batch of ``method``; returns the batches' arrays in order."""
+    num_batches = math.ceil(num_images / batch_size)
+    missing = [i for i in range(num_batches) if not cache.has(i)]
+    if missing:
+        logging.info("%s: %d of %d batches to compute", method.name, len(missing), num_batches)
+        timer, todo = _Timer(), set(missing)
+        bar = tqdm(total=num_batches, initial=num_batches - len(missing), desc=method.name,
+                   unit="batch", disable=not progress)  # fmt: skip
+        with bar:
+            for i, batch in _batches(source, batch_size, missing[0], num_images):
+                if i in todo:
+                    cache.save(i, _score(method, batch, explainer, ctx, extra, timer))
+                    bar.update()
+    return [cache.load(i) for i in range(num_batches)]
+
+
+def evaluate(
+    config,
+    checkpoint_dir: str,
+    workdir: str | None = None,
+    methods: Sequence[str | Method] = ("ttame",),
+    *,
+    step: int | None = None,
+    num_images: int | None = None,
+    batch_size: int = 32,
+    road_compat: str = "grad-cam",
+    insertion_deletion: bool = False,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    extra_metrics: Mapping[str, ExtraMetric] | None = None,
+    split: str = "test",
+    progress: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Evaluates a T-TAME checkpoint (and baselines on its backbone); writes the report.
+
+    Args:
+      config: the training config (``config.data`` chooses the test split); ``None``
+        uses the checkpoint's own ``config.json``.
+      checkpoint_dir: a ``train.py`` workdir (or its ``checkpoints/``).
+      workdir: output folder for the report and the cache; default ``<checkpoint>/eval``.
+      methods: names from :func:`ttame_jax.evaluation.methods.available` or ready
+        :class:`~ttame_jax.evaluation.methods.Method` objects.
+      step: checkpoint step (default the latest).
+      num_images: evaluate the first N test images (default all).
+      batch_size: images per batch (also the cache granularity).
+      road_compat: ``"grad-cam"`` (paper numbers) or ``"road"`` (original ROAD).
+      insertion_deletion: also compute insertion/deletion AUC.
+      method_options: per-method options, e.g. ``{"rise": {"n_masks": 4000}}``.
+      extra_metrics: ``{name: fn(maps, batch) -> (B,)}`` per-image values (NaN = skip).
+      split: data split to evaluate ("test"; "val" for model selection).
+      progress: show tqdm bars.
+      write: write report files into ``workdir`` (atomically, only after success).
+
+    Returns:
+      the results dict (see :func:`ttame_jax.evaluation.report.summarise`).
+    """
+    from ttame_jax.backbones import get_spec
+    from ttame_jax.core.explainer import load
+    from ttame_jax.evaluation import report
+    from ttame_jax.training.checkpoint import read_config
+
+    check_names(list(methods))
+    scoring.check_compat(road_compat)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    extra = dict(extra_metrics or {})
+    train_dir = inputs.resolve_workdir(checkpoint_dir)
+    step = inputs.pick_step(train_dir, step)
+    saved = read_config(train_dir)
+    config = saved if config is None else config
+    inputs.check_same_model(config, saved)
+    source = inputs.open_split(config, split, get_spec(saved.backbone.name).input_size)
+    total = len(source) if num_images is None else min(int(num_images), len(source))
+    if total < 1:
+        raise ValueError(f"num_images must be >= 1, got {num_images}")
+
+    explainer = load(train_dir, step)
+    resolved = build_methods(list(methods), explainer, method_options)
+    ctx = scoring.Context.create(explainer, road_compat, insertion_deletion)
+    workdir = workdir or f"{train_dir}/eval"
+    common_key = {
+        "version": CACHE_VERSION,
+        "checkpoint": train_dir,
+        "step": step,
+        "data": inputs.split_fingerprint(config, split, source),
+        "num_images": total,
+        "batch_size": batch_size,
+        "scoring": ctx.key(),
+        "extra_metrics": sorted(extra),
+    }
+    per_method = {}
+    for method in resolved:
+        key = {**common_key, "method": method.name, "options": dict(method.options)}
+        cache = BatchCache(f"{workdir}/cache", method.name, key)
+        rows = run_method(
+            method, source, explainer, ctx, cache,
+            batch_size=batch_size, num_images=total, extra=extra, progress=progress,
+        )  # fmt: skip
+        per_method[method.name] = (method, rows)
+    meta = {
+        "checkpoint": train_dir,
+        "workdir": workdir,
+        "step": step,
+        "backbone": saved.backbone.name,
+        "baseline_layer": next(
+            (m.options.get("layer") for m in resolved if "layer" in m.options), None
+        ),
+        "split": split,
+        "num_images": total,
+        "batch_size": batch_size,
+        "road_compat": road_compat,
+        "insertion_deletion": bool(insertion_deletion),
+    }
+    results = report.summarise(per_method, meta)
+    if write:
+        report.write_report(workdir, results)
+    return results

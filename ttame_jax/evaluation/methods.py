@@ -1,0 +1,159 @@
+"""Explanation methods behind one call shape, for the evaluator.
+
+Every method becomes a :class:`Method`: ``fn(x01, target) -> maps`` with ``x01``
+the ``(B, S, S, 3)`` batch in [0, 1] (NHWC), ``target`` the ``(B,)`` int class to
+explain and ``maps`` ``(B, S, S)`` in [0, 1], plus its forward-pass count (the FP
+column of the paper's Tables 2-5) and the options that change its output (part
+of the cache key).
+
+Names: ``"ttame"`` (the trained explainer, :func:`ttame_jax.explain`) and every
+key of :data:`ttame_jax.baselines.METHODS` (``gradcam``, ``gradcampp``,
+``scorecam``, ``ablationcam``, ``rise``). The baselines explain the backbone of
+the same checkpoint at its last T-TAME tap (``model.taps[-1]``, e.g. ``layer4``
+for ResNet-50, ``features.29`` for VGG-16, ``encoder.layers.encoder_layer_11.ln``
+for ViT-B/16), as in the paper. Other pipelines (e.g. the synthetic benchmark)
+may pass ready :class:`Method` objects instead of names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ttame_jax.core.explainer import Explainer, explain
+from ttame_jax.core.model import build
+
+TTAME = "ttame"
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One explanation method as the evaluator sees it.
+
+    Attributes:
+      name: the row name in reports (also the cache folder name).
+      fn: ``fn(x01 (B, S, S, 3) in [0, 1], target (B,) int32) -> (B, S, S)`` maps in [0, 1].
+      fp: backbone forward passes per explanation.
+      options: JSON-serialisable settings that change ``fn``'s output (cache key).
+    """
+
+    name: str
+    fn: Callable[[jax.Array, jax.Array], jax.Array]
+    fp: int
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def available() -> tuple[str, ...]:
+    """Method names :func:`build_methods` accepts."""
+    from ttame_jax.baselines import METHODS
+
+    return (TTAME, *METHODS)
+
+
+def check_names(names: Sequence[str]) -> None:
+    """Raises ``ValueError`` for an unknown or repeated method name (before any work)."""
+    valid = available()
+    unknown = [n for n in names if isinstance(n, str) and n not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown method(s) {', '.join(map(repr, unknown))}; valid methods: {', '.join(valid)}"
+        )
+    keys = [n if isinstance(n, str) else getattr(n, "name", n) for n in names]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"method(s) listed twice: {', '.join(repeated)}")
+    if not keys:
+        raise ValueError(f"no method to evaluate; choose from: {', '.join(valid)}")
+
+
+def baseline_layer(explainer: Explainer) -> str:
+    """The tap the baselines explain: the last (deepest) T-TAME tap of the checkpoint."""
+    return build(explainer.spec, explainer.model_cfg).taps[-1]
+
+
+def _ttame(explainer: Explainer) -> Method:
+    def fn(x01, target):
+        return explain(explainer, x01, target=target).maps
+
+    return Method(TTAME, fn, fp=1)
+
+
+def _baseline(name: str, explainer: Explainer, options: Mapping[str, Any]) -> Method:
+    from ttame_jax.baselines import METHODS
+
+    method = METHODS[name]
+    module = explainer.spec.builder()
+    variables = explainer.backbone_vars
+    layer = baseline_layer(explainer)
+    kwargs = dict(options)
+    if "seed" in kwargs:  # a JSON-friendly stand-in for a PRNG key (RISE)
+        kwargs["key"] = jax.random.key(int(kwargs.pop("seed")))
+    mean, std = explainer.mean, explainer.std
+
+    def fn(x01, target):
+        xn = (jnp.asarray(x01, jnp.float32) - mean) / std
+        return method.fn(module, variables, xn, layer, target=target, **kwargs)
+
+    probe = jnp.zeros((1, explainer.spec.input_size, explainer.spec.input_size, 3))
+    try:
+        fp = method.fp(module, variables, probe, layer, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"bad options for method {name!r}: {dict(options)} ({err})") from None
+    return Method(name, fn, fp=int(fp), options={"layer": layer, **dict(options)})
+
+
+def build_methods(
+    names: Sequence[str | Method],
+    explainer: Explainer,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Method]:
+    """Turns method names (or ready :class:`Method` objects) into :class:`Method` objects.
+
+    Args:
+      names: e.g. ``("ttame", "gradcam", "rise")``; :class:`Method` objects pass through.
+      explainer: the trained T-TAME explainer; its backbone is what the baselines explain.
+      options: per-method keyword options of the baseline functions, e.g.
+        ``{"rise": {"n_masks": 4000, "seed": 0}, "scorecam": {"batch_size": 64}}``
+        (``seed`` becomes RISE's ``key``).
+
+    Returns:
+      the methods in the order given.
+
+    Raises:
+      ValueError: unknown method name, options for a method not listed, or options
+        the method does not take.
+    """
+    options = dict(options or {})
+    check_names(names)
+    listed = {n if isinstance(n, str) else n.name for n in names}
+    stray = sorted(set(options) - listed)
+    if stray:
+        raise ValueError(f"options given for method(s) not evaluated: {', '.join(stray)}")
+    if options.get(TTAME):
+        raise ValueError(f"method 'ttame' takes no options, got {options[TTAME]}")
+    out = []
+    for name in names:
+        if isinstance(name, Method):
+            out.append(name)
+        elif name == TTAME:
+            out.append(_ttame(explainer))
+        else:
+            out.append(_baseline(name, explainer, options.get(name, {})))
+    return out
+
+
+def top1(explainer: Explainer, x01) -> np.ndarray:
+    """``(B,)`` int32 top-1 class of the backbone on the unmasked images (the target)."""
+    logits = _logits(explainer, jnp.asarray(x01, jnp.float32))
+    return np.asarray(jnp.argmax(logits, axis=-1), np.int32)
+
+
+@jax.jit
+def _logits(explainer: Explainer, x01):
+    module = explainer.spec.builder()
+    return module.apply(explainer.backbone_vars, (x01 - explainer.mean) / explainer.std)
