@@ -1,0 +1,154 @@
+"""Evaluation pipeline parts without a backbone: cache, report, input checks, CLI options."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from ttame_jax.evaluation import cache, inputs, methods, report, scoring
+
+
+def test_cache_roundtrip_key_folders_and_unreadable_batch(tmp_path):
+    key = {"method": "ttame", "step": 3, "options": {"n_masks": 10}}
+    c = cache.BatchCache(str(tmp_path), "ttame", key)
+    assert c.load(0) is None
+    c.save(0, {"ad": np.arange(6.0).reshape(2, 3), "seconds": np.float64(0.5)})
+    back = c.load(0)
+    np.testing.assert_array_equal(back["ad"], np.arange(6.0).reshape(2, 3))
+    assert float(back["seconds"]) == 0.5
+    assert json.load(open(os.path.join(c.folder, "key.json"))) == key
+    # Same key -> same folder; any changed setting -> a different folder.
+    assert cache.BatchCache(str(tmp_path), "ttame", dict(key)).folder == c.folder
+    assert cache.BatchCache(str(tmp_path), "ttame", {**key, "step": 4}).folder != c.folder
+    # A batch file cut short (e.g. full disk) counts as missing, so it is recomputed.
+    with open(c.path(1), "wb") as f:
+        f.write(open(c.path(0), "rb").read()[:20])
+    assert c.load(1) is None and not c.has(1)
+    assert not [n for n in os.listdir(c.folder) if n.startswith(".tmp-")]
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
+    path = str(tmp_path / "report.md")
+    cache.atomic_write_bytes(path, b"finished report")
+
+    with pytest.raises(TypeError):  # fails mid-write, after the temporary file exists
+        cache.atomic_write_bytes(path, object())
+    assert open(path, "rb").read() == b"finished report"
+    assert os.listdir(tmp_path) == ["report.md"]
+
+
+def _method_numbers(ad, ic, morf, lerf, fp):
+    levels = [scoring.percent_label(f) for f in scoring.ROAD_REMOVED]
+    road = {}
+    for order, acc in (("morf", morf), ("lerf", lerf)):
+        road[order] = {
+            "accuracy": dict(zip(levels, [acc] * 7, strict=True)),
+            "accuracy_avg": acc,
+            "probability": dict(zip(levels, [acc / 2] * 7, strict=True)),
+            "probability_avg": acc / 2,
+        }
+    return {
+        "fp": fp,
+        "options": {},
+        "num_images": 4,
+        "seconds_per_image": 0.01,
+        "ad": dict(zip(("100", "50", "15"), ad, strict=True)),
+        "ic": dict(zip(("100", "50", "15"), ic, strict=True)),
+        "road": road,
+        "extra": {"pointing": 0.75},
+    }
+
+
+def test_markdown_table_marks_best_and_second_and_matches_numbers():
+    results = {
+        "meta": {"backbone": "resnet50", "num_images": 4, "split": "test"},
+        "methods": {
+            "gradcam": _method_numbers((30, 60, 80), (20, 10, 2), 25.0, 80.0, 1),
+            "scorecam": _method_numbers((20, 50, 70), (25, 15, 3), 28.0, 78.0, 2048),
+            "ttame": _method_numbers((10, 40, 75), (50, 20, 5), 20.0, 75.0, 1),
+        },
+    }
+    text = report.render_markdown(results)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| Method | AD"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "Method", "AD↓(100%)", "IC↑(100%)", "AD↓(50%)", "IC↑(50%)", "AD↓(15%)", "IC↑(15%)",
+        "MoRF↓", "LeRF↑", "FP↓",
+    ]  # fmt: skip
+    rows = {}
+    for line in lines[lines.index(header) + 2 : lines.index(header) + 5]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    # AD(100%): lower is better -> ttame best (bold), scorecam second (underlined).
+    assert rows["ttame"][0] == "**10.00%**" and rows["scorecam"][0] == "<u>20.00%</u>"
+    assert rows["gradcam"][0] == "30.00%"
+    # LeRF: higher is better -> gradcam best; FP tie at 1 -> both bold.
+    assert rows["gradcam"][7] == "**80.00%**" and rows["scorecam"][7] == "<u>78.00%</u>"
+    assert rows["ttame"][8] == "**1**" and rows["gradcam"][8] == "**1**"
+    assert rows["scorecam"][8] == "<u>2048</u>"
+    # Every cell is the JSON number, formatted.
+    plain = {k: [float(re.sub(r"[^0-9.]", "", c)) for c in v] for k, v in rows.items()}
+    assert plain["scorecam"][:6] == [20, 25, 50, 15, 70, 3]
+    assert "pointing=0.7500" in text
+
+
+def test_road_plot_is_a_png():
+    results = {"meta": {}, "methods": {"a": _method_numbers((1, 2, 3), (1, 2, 3), 5, 6, 1)}}
+    assert report.plot_road(results)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summarise_means_per_image_terms_over_batches():
+    def row(ad, n):
+        return {
+            "ad": np.full((n, 3), ad), "ic": np.zeros((n, 3)),
+            "morf_acc": np.full((n, 7), 100.0 * (ad > 5)), "morf_prob": np.zeros((n, 7)),
+            "lerf_acc": np.zeros((n, 7)), "lerf_prob": np.zeros((n, 7)),
+            "extra.hit": np.array([1.0, np.nan, 0.0][:n]), "target": np.zeros(n, np.int32),
+            "seconds": np.float64(0.3),
+        }  # fmt: skip
+
+    out = scoring.summarise([row(10.0, 3), row(0.0, 1)])  # 3 images + 1 image
+    assert out["num_images"] == 4
+    assert out["ad"] == {"100": 7.5, "50": 7.5, "15": 7.5}  # (3*10 + 0) / 4
+    assert out["road"]["morf"]["accuracy_avg"] == 75.0
+    assert out["extra"]["hit"] == pytest.approx(2 / 3)  # NaN = not applicable, skipped
+    assert out["seconds_per_image"] == pytest.approx(0.6 / 4)
+
+
+def test_unknown_method_lists_valid_names():
+    with pytest.raises(ValueError, match="'gradkam'.*valid methods: ttame, gradcam, "):
+        methods.check_names(["ttame", "gradkam"])
+    with pytest.raises(ValueError, match="listed twice"):
+        methods.check_names(["ttame", "ttame"])
+    with pytest.raises(ValueError, match="road_compat"):
+        scoring.check_compat("roads")
+
+
+def test_missing_or_empty_checkpoint_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        inputs.resolve_workdir(str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        inputs.resolve_workdir(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        inputs.resolve_workdir(str(tmp_path / "checkpoints"))
+
+
+def test_cli_method_options_from_flags():
+    from absl import flags
+
+    import evaluate as cli
+
+    argv = ["evaluate.py", "--checkpoint=x", "--methods=ttame,rise,scorecam", "--rise_masks=50"]
+    flags.FLAGS(argv + ["--chunk_size=8"])
+    try:
+        opts = cli.method_options(cli._METHODS.value)
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert opts == {
+        "rise": {"seed": 0, "n_masks": 50, "batch_size": 8},
+        "scorecam": {"batch_size": 8},
+    }
