@@ -32,8 +32,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from ttame_jax.training import sharding, trainer
 
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; -v 0 shows it
     sharding.initialize_multihost(_MULTIHOST.value)
-    logging.info("config:\n%s", _CONFIG.value)
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

@@ -46,6 +46,7 @@ class MetricsLogger:
       initial_step: where the bar starts (the resumed step).
       batch_size: global batch size, for images/s.
       progress: show the progress bar.
+      enabled: write anything at all (``False`` on all hosts but the first).
     """
 
     def __init__(
@@ -56,15 +57,19 @@ class MetricsLogger:
         initial_step: int = 0,
         batch_size: int,
         progress: bool = True,
+        enabled: bool = True,
     ):
-        os.makedirs(workdir, exist_ok=True)
-        self._file = open(os.path.join(workdir, METRICS_FILE), "a")  # noqa: SIM115
+        self._enabled = enabled
+        self._file = None
+        if enabled:
+            os.makedirs(workdir, exist_ok=True)
+            self._file = open(os.path.join(workdir, METRICS_FILE), "a")  # noqa: SIM115
         self._batch_size = batch_size
         self._bar = tqdm(
             total=total_steps,
             initial=initial_step,
             unit="step",
-            disable=not progress,
+            disable=not (progress and enabled),
             dynamic_ncols=True,
         )
         self._last_time = time.perf_counter()
@@ -88,15 +93,22 @@ class MetricsLogger:
             k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in plain.items()
         }
-        self._file.write(json.dumps(plain) + "\n")
-        self._file.flush()
-        if echo:
-            tqdm.write(format_record(plain))
+        if self._enabled:
+            self._file.write(json.dumps(plain) + "\n")
+            self._file.flush()
+            if echo:
+                tqdm.write(format_record(plain))
         return plain
+
+    def note(self, text: str) -> None:
+        """Prints a free-form line (start-up, resume) to stdout without breaking the bar."""
+        if self._enabled:
+            tqdm.write(text)
 
     def close(self) -> None:
         self._bar.close()
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self):
         return self

@@ -127,8 +127,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # step // steps_per_epoch, batch = step % steps_per_epoch) and the PRNG keys.
     state = checkpoint.restore_state(manager, state) or state
     step = int(state.step)
-    if step:
-        log.info("resuming %s from step %d", workdir, step)
 
     rows = sharding.process_slice(tc.batch_size)
     last = {"train": None, "val": None}
@@ -139,6 +137,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         initial_step=step,
         batch_size=tc.batch_size,
         progress=tc.progress_bar,
+        enabled=jax.process_index() == 0,
+    )
+    logger.note(
+        f"T-TAME on {spec.name}: {tc.epochs} epochs x {spe} steps of batch {tc.batch_size} on "
+        f"{mesh.devices.size} device(s); "
+        + (f"resuming from step {step}" if step else f"fresh start, seed {tc.seed}")
     )
     try:
         for epoch in range(step // spe, tc.epochs):

@@ -1,10 +1,13 @@
 """Per-epoch validation: loss terms on the val split, and AD/IC (the paper's model selection).
 
 The loss terms are averaged over examples (batch sums / count, see
-``make_eval_step``). AD/IC at ``train.val_adic_percent`` (15 % in the paper)
-is computed with :mod:`ttame_jax.metrics` when that package provides
-``ad_ic``; otherwise the hook :func:`adic_hook` returns nothing and the log
-says so once.
+``make_eval_step``). ``TTAME.loss_fn`` runs the attention BatchNorm in training
+mode, so the val loss normalises each val batch with its own statistics (the
+running statistics are used by ``explain`` and by AD/IC).
+
+AD/IC at ``train.val_adic_percent`` (15 % in the paper) is computed with
+:mod:`ttame_jax.metrics` when that package provides ``ad_ic``; otherwise the
+hook :func:`adic_hook` returns nothing and the log says so.
 """
 
 from __future__ import annotations
