@@ -1,8 +1,8 @@
 """Cost of ``ttame_jax.explain`` relative to a plain backbone forward (goal: <= 1.15x).
 
 Both are jitted, same batch (default 8 images at the backbone's input size),
-same random-init weights, same run; wall time is the median of ``--repeats``
-calls after one warm-up (compile) call. ``explain`` does the backbone forward
+same random-init weights, same run; wall time is the minimum over ``--repeats``
+round-robin rounds after one warm-up (compile) call each. ``explain`` does the backbone forward
 with feature taps, the attention branches, the fusion channel of the top-1
 class only, min-max and the resize to input resolution. The last column is the
 eval-mode ``TTAME.forward`` that computes all K fusion channels at feature
@@ -14,7 +14,6 @@ resolution (what the reference implementation does at inference), for comparison
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import jax
@@ -26,14 +25,21 @@ from ttame_jax.core.explainer import Explainer, explain
 from ttame_jax.core.model import build
 
 
-def _median_time(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    times = []
+def _interleaved_min_times(fns: dict, repeats: int) -> dict:
+    """Min wall time of each zero-argument jitted call, run round-robin.
+
+    Round-robin order and the minimum make the ratio robust to other load on a
+    shared machine: every contender sees the same background in each round.
+    """
+    for fn in fns.values():
+        jax.block_until_ready(fn())  # compile + warm-up
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - t0)
+    return {name: min(t) for name, t in times.items()}
 
 
 def measure(name: str, batch: int, repeats: int) -> dict:
@@ -49,10 +55,16 @@ def measure(name: str, batch: int, repeats: int) -> dict:
     mean, std = jnp.asarray(spec.mean), jnp.asarray(spec.std)
 
     backbone = jax.jit(lambda v, x: model.backbone.apply(v, (x - mean) / std))
-    t_backbone = _median_time(backbone, backbone_vars, x, repeats=repeats)
-    t_explain = _median_time(jax.jit(explain), params, x, repeats=repeats)
-    t_all = _median_time(jax.jit(model.forward), attn_vars, backbone_vars, x, repeats=repeats)
-    return {"backbone": t_backbone, "explain": t_explain, "all_k": t_all}
+    explain_jit = jax.jit(explain)
+    forward = jax.jit(model.forward)
+    return _interleaved_min_times(
+        {
+            "backbone": lambda: backbone(backbone_vars, x),
+            "explain": lambda: explain_jit(params, x),
+            "all_k": lambda: forward(attn_vars, backbone_vars, x),
+        },
+        repeats,
+    )
 
 
 def main():
@@ -62,7 +74,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    print(f"device: {jax.devices()[0].device_kind}, batch {args.batch}, median of {args.repeats}")
+    device = jax.devices()[0].device_kind
+    print(f"device: {device}, batch {args.batch}, min of {args.repeats} interleaved rounds")
     header = (
         f"{'backbone':<10} {'forward ms':>11} {'explain ms':>11} {'ratio':>7} "
         f"{'all-K fwd ms':>13} {'ratio':>7}"
