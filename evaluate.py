@@ -33,6 +33,9 @@ _RISE_SEED = flags.DEFINE_integer("rise_seed", 0, "Seed of the RISE masks.")
 _CHUNK = flags.DEFINE_integer(
     "chunk_size", None, "Masked inputs per backbone call for scorecam/ablationcam/rise."
 )
+_LAYER = flags.DEFINE_string(
+    "baseline_layer", None, "Tap of the CAM baselines (default: the last T-TAME tap)."
+)
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.mark_flags_as_required(["checkpoint"])
 
@@ -44,6 +47,10 @@ def method_options(methods) -> dict:
         options["rise"] = {"seed": _RISE_SEED.value}
         if _RISE_MASKS.value is not None:
             options["rise"]["n_masks"] = _RISE_MASKS.value
+    if _LAYER.value:
+        for name in ("gradcam", "gradcampp", "scorecam", "ablationcam"):
+            if name in methods:
+                options.setdefault(name, {})["layer"] = _LAYER.value
     if _CHUNK.value is not None:
         for name in ("scorecam", "ablationcam", "rise"):
             if name in methods:

@@ -10,9 +10,9 @@ Names: ``"ttame"`` (the trained explainer, :func:`ttame_jax.explain`) and every
 key of :data:`ttame_jax.baselines.METHODS` (``gradcam``, ``gradcampp``,
 ``scorecam``, ``ablationcam``, ``rise``). The baselines explain the backbone of
 the same checkpoint at its last T-TAME tap (``model.taps[-1]``, e.g. ``layer4``
-for ResNet-50, ``features.29`` for VGG-16, ``encoder.layers.encoder_layer_11.ln``
-for ViT-B/16), as in the paper. Other pipelines (e.g. the synthetic benchmark)
-may pass ready :class:`Method` objects instead of names.
+for ResNet-50, ``features.30`` for VGG-16, ``encoder.layers.encoder_layer_11.ln``
+for ViT-B/16), unless a method's options name another ``layer``. Other pipelines
+(e.g. the synthetic benchmark) may pass ready :class:`Method` objects instead.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def _baseline(name: str, explainer: Explainer, options: Mapping[str, Any]) -> Me
     method = METHODS[name]
     module = explainer.spec.builder()
     variables = explainer.backbone_vars
-    layer = baseline_layer(explainer)
     kwargs = dict(options)
+    layer = kwargs.pop("layer", None) or baseline_layer(explainer)
     if "seed" in kwargs:  # a JSON-friendly stand-in for a PRNG key (RISE)
         kwargs["key"] = jax.random.key(int(kwargs.pop("seed")))
     mean, std = explainer.mean, explainer.std
@@ -104,7 +104,7 @@ def _baseline(name: str, explainer: Explainer, options: Mapping[str, Any]) -> Me
         fp = method.fp(module, variables, probe, layer, **kwargs)
     except TypeError as err:
         raise ValueError(f"bad options for method {name!r}: {dict(options)} ({err})") from None
-    return Method(name, fn, fp=int(fp), options={"layer": layer, **dict(options)})
+    return Method(name, fn, fp=int(fp), options={**dict(options), "layer": layer})
 
 
 def build_methods(
@@ -119,7 +119,7 @@ def build_methods(
       explainer: the trained T-TAME explainer; its backbone is what the baselines explain.
       options: per-method keyword options of the baseline functions, e.g.
         ``{"rise": {"n_masks": 4000, "seed": 0}, "scorecam": {"batch_size": 64}}``
-        (``seed`` becomes RISE's ``key``).
+        (``seed`` becomes RISE's ``key``; ``layer`` replaces the default tap).
 
     Returns:
       the methods in the order given.
