@@ -152,3 +152,16 @@ def test_cli_method_options_from_flags():
         "rise": {"seed": 0, "n_masks": 50, "batch_size": 8},
         "scorecam": {"batch_size": 8},
     }
+
+
+def test_cli_rejects_unknown_method_before_loading_anything(tmp_path):
+    from absl import flags
+
+    import evaluate as cli
+
+    flags.FLAGS(["evaluate.py", f"--checkpoint={tmp_path}/none", "--methods=ttame,gradkam"])
+    try:
+        with pytest.raises(ValueError, match="'gradkam'.*valid methods"):
+            cli.main(["evaluate.py"])
+    finally:
+        flags.FLAGS.unparse_flags()
