@@ -24,6 +24,7 @@ Tables 4-5 average the accuracy over the seven levels (grad-cam compat).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
@@ -67,8 +68,8 @@ class Context:
 
     @classmethod
     def create(cls, explainer, road_compat="grad-cam", insertion_deletion=False) -> Context:
-        module, variables = explainer.spec.builder(), explainer.backbone_vars
-        apply_fn = jax.jit(lambda xn: module.apply(variables, xn))
+        # Variables as an argument (not closed over): no weights baked into the program.
+        apply_fn = functools.partial(_apply, explainer.spec.builder(), explainer.backbone_vars)
         return cls(
             apply_fn,
             tuple(float(v) for v in np.asarray(explainer.mean)),
@@ -86,6 +87,11 @@ class Context:
             "road_noise_seed": ROAD_NOISE_SEED,
             "insertion_deletion": self.insertion_deletion,
         }
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(module, variables, xn):
+    return module.apply(variables, xn)
 
 
 def score_batch(ctx: Context, x01, maps, target, index) -> dict[str, np.ndarray]:
