@@ -91,10 +91,10 @@ def open_split(config: ml_collections.ConfigDict, split: str, input_size: int):
     try:
         source = build_source(config.data, split, input_size=input_size, seed=0)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
-        raise type(err)(
-            f"cannot open the {split} split of config.data (name={config.data.get('name')!r}, "
-            f"root={config.data.get('root')!r}): {err}\nSet --config.data.root=... (image folder "
-            f"root/<wnid>/*.JPEG) or --config.data.data_dir=... (TFDS); see docs/data.md"
+        missing = isinstance(err, (FileNotFoundError, NotADirectoryError))
+        raise (FileNotFoundError if missing else ValueError)(
+            f"cannot open the {split} split of config.data (name={config.data.get('name')!r}): "
+            f"{err} (override data fields with --config.data.<field>=...; see docs/data.md)"
         ) from err
     if len(source) == 0:
         raise FileNotFoundError(f"the {split} split of config.data is empty: {config.data}")
