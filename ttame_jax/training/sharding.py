@@ -3,13 +3,17 @@
 One process drives all of its local devices. Several hosts join with
 :func:`initialize_multihost` (``jax.distributed.initialize()``) before anything
 else touches JAX; every process then builds the same global mesh over
-``jax.devices()``, loads only its own slice of each global batch
+``jax.devices()``, keeps its own rows of each global batch
 (:func:`process_slice`) and :func:`shard_batch` assembles the global array.
-On a single host all of this reduces to ``jax.device_put``.
+On a single host all of this reduces to ``jax.device_put``. (The data sources
+are not host-sharded yet: each host decodes the whole global batch and keeps
+its rows, which costs decoding time but keeps the order exact.)
 
 Multi-host use (one command per host, e.g. on a TPU pod slice or a Slurm job)::
 
-    python train.py --config=configs/vit.py --workdir=gs://bucket/run --multihost
+    python train.py --config=configs/vit.py --workdir=/shared/runs/vit --multihost
+
+The workdir must be a directory every host can reach.
 
 ``jax.distributed.initialize()`` reads the coordinator address, process count
 and process id from the cluster environment (TPU metadata, Slurm, Open MPI) or
