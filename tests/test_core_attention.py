@@ -143,3 +143,55 @@ def test_class_selection_equals_gather_of_all_classes():
             np.testing.assert_allclose(got[b, ..., j], full[b, ..., classes[b, j]], rtol=1e-5)
     with pytest.raises(ValueError, match="classes"):
         module.apply(variables, taps, classes=jnp.array([0, 1, 2]))
+
+
+def _t(a):
+    return torch.from_numpy(np.array(a))  # a writable copy
+
+
+def _torch_reference(variables, taps, train):
+    """The paper's order with torch ops: branch -> interpolate -> concat -> 1x1 conv."""
+    p, bs = variables["params"], variables["batch_stats"]
+    size = taps[0].shape[1:3]
+    outs = []
+    for i, x in enumerate(taps):
+        x = _t(x).permute(0, 3, 1, 2)
+        conv = p[f"convs_{i}"]
+        w = _t(np.asarray(conv["kernel"])[0, 0].T)[:, :, None, None]
+        y = F.conv2d(x, w, _t(conv["bias"]))
+        bn, stats = p[f"bns_{i}"], bs[f"bns_{i}"]
+        y = F.batch_norm(
+            y,
+            _t(stats["mean"]),
+            _t(stats["var"]),
+            _t(bn["scale"]),
+            _t(bn["bias"]),
+            training=train,
+            momentum=0.1,
+            eps=1e-5,
+        )
+        y = torch.relu(y + x)
+        outs.append(F.interpolate(y, size=size, mode="bilinear", align_corners=False))
+    h = torch.cat(outs, dim=1)
+    fw = _t(np.asarray(p["fuser"]["kernel"])[0, 0].T)[:, :, None, None]
+    c = F.conv2d(h, fw, _t(p["fuser"]["bias"]))
+    return c.permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_matches_torch_reference_order(train):
+    taps = _taps(seed=3)
+    module = AttentionMechanism(K)
+    variables = module.init(jax.random.key(2), taps)
+    rng = np.random.default_rng(4)
+    stats = jax.tree.map(
+        lambda a: jnp.asarray(rng.uniform(0.5, 1.5, a.shape), jnp.float32),
+        variables["batch_stats"],
+    )
+    variables = {**variables, "batch_stats": stats}
+    if train:
+        c, _ = module.apply(variables, taps, train=True, mutable=["batch_stats"])
+    else:
+        c = module.apply(variables, taps)
+    want = _torch_reference(variables, taps, train)
+    np.testing.assert_allclose(np.asarray(c), want, rtol=1e-5, atol=1e-5)

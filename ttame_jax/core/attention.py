@@ -9,6 +9,8 @@ Fusion::
 
     concat_i A_i  (B, H_e, W_e, ΣC_i) -> 1x1 conv (ΣC_i -> K, bias) = c
 
+(computed in the equivalent order "project each branch, then resize": see :class:`Fusion`).
+
 ``c`` is the pre-sigmoid explanation tensor; training uses ``sigmoid(c)``,
 inference a per-class min-max of ``c``. Parameter names follow the reference
 implementation's state dict (``convs.i``, ``bns.i``, ``fuser``), so its
@@ -51,38 +53,56 @@ def _torch_bias_init(fan_in: int):
 
 
 class Fusion(nn.Module):
-    """Fusion 1x1 conv ``ΣC_i -> K``, optionally evaluated for chosen classes only.
+    """Fusion 1x1 conv ``ΣC_i -> K`` over the resized, concatenated branch outputs.
 
-    The parameters are a conv kernel ``(1, 1, ΣC_i, K)`` and bias ``(K,)``. Since
-    each output channel is an independent dot product, ``classes`` computes
-    only the requested channels; explaining the top-1 class then costs
-    ``ΣC_i`` MACs per pixel instead of ``ΣC_i·K``.
+    The parameters are a conv kernel ``(1, 1, ΣC_i, K)`` and bias ``(K,)``, as
+    one conv over the concatenation. Both the 1x1 conv (per-pixel linear map
+    over channels) and the bilinear resize (per-channel linear map over
+    pixels) are linear, so they commute: each branch is projected with its
+    slice of the kernel at its own resolution and only the k output channels
+    are resized and summed. This never builds the ``(B, H_e, W_e, ΣC_i)``
+    concatenation (3584 channels at 28² for ResNet-50). ``classes`` computes
+    only the requested output channels; each is an independent dot product.
     """
 
     num_classes: int
 
     @nn.compact
-    def __call__(self, h: jnp.ndarray, classes: jnp.ndarray | None = None) -> jnp.ndarray:
+    def __call__(
+        self,
+        branches: Sequence[jnp.ndarray],
+        size: tuple[int, int],
+        classes: jnp.ndarray | None = None,
+    ) -> jnp.ndarray:
         """Args:
-          h: ``(B, H_e, W_e, F)`` concatenated branch outputs, F = ΣC_i.
+          branches: branch outputs ``(B, H_i, W_i, C_i)`` at their own resolution.
+          size: ``(H_e, W_e)``.
           classes: ``None`` for all K classes, or int ``(B, k)``: per image the
             classes whose channels to compute.
 
         Returns:
           ``(B, H_e, W_e, K)`` or ``(B, H_e, W_e, k)`` pre-sigmoid maps ``c``.
         """
-        f = h.shape[-1]
+        f = sum(h.shape[-1] for h in branches)
         kernel = self.param("kernel", _torch_kernel_init, (1, 1, f, self.num_classes))
         bias = self.param("bias", _torch_bias_init(f), (self.num_classes,))
         kernel = kernel[0, 0]
         if classes is None:
-            return jnp.einsum("bhwf,fk->bhwk", h, kernel) + bias
-        if classes.ndim != 2 or classes.shape[0] != h.shape[0]:
-            raise ValueError(
-                f"classes must be int (B, k) with B = {h.shape[0]}, got shape {classes.shape}"
-            )
-        w = jnp.take(kernel, classes, axis=1)  # (F, B, k)
-        return jnp.einsum("bhwf,fbk->bhwk", h, w) + bias[classes][:, None, None, :]
+            spec, b = "bhwf,fk->bhwk", bias
+        else:
+            batch = branches[0].shape[0]
+            if classes.ndim != 2 or classes.shape[0] != batch:
+                raise ValueError(
+                    f"classes must be int (B, k) with B = {batch}, got shape {classes.shape}"
+                )
+            kernel = jnp.take(kernel, classes, axis=1)  # (F, B, k)
+            spec, b = "bhwf,fbk->bhwk", bias[classes][:, None, None, :]
+        c, start = b, 0
+        for h in branches:
+            stop = start + h.shape[-1]
+            c = c + resize_bilinear(jnp.einsum(spec, h, kernel[start:stop]), size)
+            start = stop
+        return c
 
 
 class AttentionMechanism(nn.Module):
@@ -138,8 +158,5 @@ class AttentionMechanism(nn.Module):
         """
         features = list(features)
         size = explanation_size((f.shape for f in features), self.max_resolution)
-        branches = [
-            resize_bilinear(self._branch(i, f, train), size) for i, f in enumerate(features)
-        ]
-        h = jnp.concatenate(branches, axis=-1)
-        return Fusion(self.num_classes, name="fuser")(h, classes)
+        branches = [self._branch(i, f, train) for i, f in enumerate(features)]
+        return Fusion(self.num_classes, name="fuser")(branches, size, classes)

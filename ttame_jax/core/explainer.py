@@ -131,8 +131,13 @@ def _check_inputs(params, x, target, classes, all_classes) -> None:
             raise ValueError(f"{name} must have shape {want} with B = {shape[0]}, got {arr_shape}")
         if _is_concrete(arr) and np.size(arr):
             a = np.asarray(arr)
-            if not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= k:
-                raise ValueError(f"{name} must hold integer class indices in [0, {k}), got {a}")
+            if not np.issubdtype(a.dtype, np.integer):
+                raise TypeError(f"{name} must hold integer class indices, got dtype {a.dtype}")
+            bad = a[(a < 0) | (a >= k)]
+            if bad.size:
+                raise ValueError(
+                    f"{name} must hold class indices in [0, {k}), got {bad[:5].tolist()}"
+                )
 
 
 def _minmax(c: jnp.ndarray) -> jnp.ndarray:
