@@ -84,27 +84,31 @@ def road(
     normed = normalise(images, mean, std)
     target = resolve_target(apply_fn(normed) if target is None else None, target)
     jitter_key, noise_key = jax.random.split(key)
-    out = {"target": target}
+    keeps = []
     for order in orders:
-        correct, prob = [], []
-        for i, r in enumerate(levels):
-            level_key = jax.random.fold_in(noise_key, 2 * i + (order == LERF))
+        for r in levels:
             if compat == "grad-cam":
-                keep = percentile_keep(maps, r, order)
-                x = noisy_linear_impute(
-                    normed, keep, level_key, noise, rtol=rtol, max_iter=max_iter
-                )
-            else:
-                keep = rank_keep(maps, r, order, jitter_key, jitter)
-                x01 = noisy_linear_impute(
-                    images, keep, level_key, noise, rtol=rtol, max_iter=max_iter
-                )
-                x = normalise(x01, mean, std)
-            p, c = target_scores(apply_fn(x), target)
-            prob.append(p)
-            correct.append(c.astype(jnp.float32))
-        out[f"{order}_correct"] = jnp.stack(correct, axis=1)
-        out[f"{order}_prob"] = jnp.stack(prob, axis=1)
+                keeps.append(percentile_keep(maps, r, order))
+            else:  # one jitter draw for every level and order: nested removed sets
+                keeps.append(rank_keep(maps, r, order, jitter_key, jitter))
+    n = len(keeps)  # all (order, level) variants are imputed in one solver call
+    source = normed if compat == "grad-cam" else images
+    imputed = noisy_linear_impute(
+        jnp.tile(source, (n, 1, 1, 1)),
+        jnp.concatenate(keeps),
+        noise_key,
+        noise,
+        rtol=rtol,
+        max_iter=max_iter,
+    ).reshape(n, *images.shape)
+    if compat == "road":
+        imputed = normalise(imputed, mean, std)
+    prob, correct = jax.lax.map(lambda x: target_scores(apply_fn(x), target), imputed)
+    out = {"target": target}
+    for i, order in enumerate(orders):
+        rows = slice(i * len(levels), (i + 1) * len(levels))
+        out[f"{order}_correct"] = correct[rows].T.astype(jnp.float32)  # (B, L)
+        out[f"{order}_prob"] = prob[rows].T
     return out
 
 
