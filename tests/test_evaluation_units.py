@@ -100,21 +100,25 @@ def test_road_plot_is_a_png():
 
 
 def test_summarise_means_per_image_terms_over_batches():
-    def row(ad, n):
+    def row(drop, n):
         return {
-            "ad": np.full((n, 3), ad), "ic": np.zeros((n, 3)),
-            "morf_acc": np.full((n, 7), 100.0 * (ad > 5)), "morf_prob": np.zeros((n, 7)),
-            "lerf_acc": np.zeros((n, 7)), "lerf_prob": np.zeros((n, 7)),
+            "drop": np.full((n, 3), drop), "increase": np.zeros((n, 3)),
+            "morf_correct": np.full((n, 7), float(drop > 0.05)), "morf_prob": np.zeros((n, 7)),
+            "lerf_correct": np.zeros((n, 7)), "lerf_prob": np.full((n, 7), 0.5),
             "extra.hit": np.array([1.0, np.nan, 0.0][:n]), "target": np.zeros(n, np.int32),
             "seconds": np.float64(0.3),
         }  # fmt: skip
 
-    out = scoring.summarise([row(10.0, 3), row(0.0, 1)])  # 3 images + 1 image
+    out = scoring.summarise([row(0.1, 3), row(0.0, 1)])  # 3 images + 1 image
     assert out["num_images"] == 4
-    assert out["ad"] == {"100": 7.5, "50": 7.5, "15": 7.5}  # (3*10 + 0) / 4
+    assert out["ad"] == pytest.approx({"100": 7.5, "50": 7.5, "15": 7.5})  # 100 (3*0.1 + 0) / 4
+    assert out["ic"] == {"100": 0.0, "50": 0.0, "15": 0.0}
     assert out["road"]["morf"]["accuracy_avg"] == 75.0
+    assert out["road"]["morf"]["accuracy"]["90"] == 75.0
+    assert out["road"]["lerf"]["probability"]["10"] == 50.0
     assert out["extra"]["hit"] == pytest.approx(2 / 3)  # NaN = not applicable, skipped
     assert out["seconds_per_image"] == pytest.approx(0.6 / 4)
+    assert "insertion_auc" not in out
 
 
 def test_unknown_method_lists_valid_names():

@@ -1,21 +1,23 @@
 """Per-image metric terms of one batch, and their means (the reported numbers).
 
-The metric functions themselves live in :mod:`ttame_jax.metrics`; this module
-calls them with the backbone of the checkpoint and turns their outputs into
-per-image arrays whose mean over the test images *is* the reported number:
+The metric functions live in :mod:`ttame_jax.metrics` (formulas: docs/metrics.md);
+this module runs them, jitted together, with the backbone of the checkpoint, and turns
+the per-image arrays of every batch into the reported numbers. Cached per image:
 
-=================  =========  =======================================================
-array              shape      per image (mean over images = reported value)
-=================  =========  =======================================================
-``ad``             (B, 3)     100 · max(0, Y − O) / Y at 100 / 50 / 15 % kept
-``ic``             (B, 3)     100 · [O > Y] at 100 / 50 / 15 % kept
-``morf_acc``       (B, 7)     100 · [top-1 of the imputed image = target], MoRF
-``morf_prob``      (B, 7)     100 · softmax target probability, MoRF
-``lerf_acc``       (B, 7)     same for LeRF (least relevant removed first)
-``lerf_prob``      (B, 7)
-``insertion``      (B,)       insertion AUC in [0, 1] (with ``insertion_deletion``)
-``deletion``       (B,)       deletion AUC in [0, 1]
-=================  =========  =======================================================
+=====================  =======  ===================================================
+array                  shape    per image
+=====================  =======  ===================================================
+``confidence``         (B,)     Y, target softmax probability on the image
+``masked_confidence``  (B, 3)   O at 100 / 50 / 15 % kept pixels
+``drop``               (B, 3)   max(0, Y - O) / Y   (AD = 100 · mean)
+``increase``           (B, 3)   [O > Y]             (IC = 100 · mean)
+``morf_correct``       (B, 7)   [top-1 of the imputed image = target], MoRF
+``morf_prob``          (B, 7)   target softmax probability, MoRF
+``lerf_correct``       (B, 7)   same for LeRF (least relevant removed first)
+``lerf_prob``          (B, 7)
+``insertion_auc``      (B,)     insertion AUC in [0, 1] (with ``insertion_deletion``)
+``deletion_auc``       (B,)     deletion AUC in [0, 1]
+=====================  =======  ===================================================
 
 ROAD levels are the removed fractions 10, 20, 30, 40, 50, 70, 90 %; the paper's
 Tables 4-5 average the accuracy over the seven levels (grad-cam compat).
@@ -25,18 +27,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ttame_jax import metrics
 
-ADIC_KEPT = (1.0, 0.5, 0.15)  # kept fractions of AD/IC (paper: 100 %, 50 %, 15 %)
-ROAD_REMOVED = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)  # removed fractions of ROAD
+ADIC_KEPT = metrics.AD_IC_KEPT  # kept fractions of AD/IC (paper: 100 %, 50 %, 15 %)
+ROAD_REMOVED = metrics.ROAD_LEVELS  # removed fractions of ROAD
 COMPATS = ("grad-cam", "road")
 ROAD_NOISE_SEED = 0  # ROAD imputation noise: key = fold_in(key(seed), first image index)
+_ADIC_KEYS = ("confidence", "masked_confidence", "drop", "increase")
 
 
 def check_compat(compat: str) -> None:
@@ -54,13 +57,14 @@ class Context:
     """The backbone and settings every batch is scored with.
 
     Attributes:
-      apply_fn: jitted ``x_normalised (B, S, S, 3) -> logits (B, K)``.
-      mean, std: the backbone's per-channel normalisation, ``(3,)``.
+      module, variables: the backbone (normalised NHWC input -> logits) and its variables.
+      mean, std: the backbone's per-channel normalisation.
       road_compat: ``"grad-cam"`` or ``"road"``.
       insertion_deletion: also compute insertion/deletion AUC.
     """
 
-    apply_fn: Callable[[jax.Array], jax.Array]
+    module: nn.Module
+    variables: dict
     mean: tuple[float, ...]
     std: tuple[float, ...]
     road_compat: str = "grad-cam"
@@ -68,10 +72,10 @@ class Context:
 
     @classmethod
     def create(cls, explainer, road_compat="grad-cam", insertion_deletion=False) -> Context:
-        # Variables as an argument (not closed over): no weights baked into the program.
-        apply_fn = functools.partial(_apply, explainer.spec.builder(), explainer.backbone_vars)
+        check_compat(road_compat)
         return cls(
-            apply_fn,
+            explainer.spec.builder(),
+            explainer.backbone_vars,
             tuple(float(v) for v in np.asarray(explainer.mean)),
             tuple(float(v) for v in np.asarray(explainer.std)),
             road_compat,
@@ -89,13 +93,26 @@ class Context:
         }
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _apply(module, variables, xn):
-    return module.apply(variables, xn)
+@functools.partial(jax.jit, static_argnames=("module", "mean", "std", "compat", "insdel"))
+def _metrics(module, variables, x01, maps, target, key, *, mean, std, compat, insdel):
+    # The variables are an argument of the jitted function, not constants baked into it.
+    def apply_fn(xn):
+        return module.apply(variables, xn)
+
+    out = metrics.ad_ic(apply_fn, x01, maps, target, mean=mean, std=std, kept=ADIC_KEPT)
+    out = {k: out[k] for k in _ADIC_KEYS}
+    road = metrics.road(
+        apply_fn, x01, maps, target, key, mean=mean, std=std, levels=ROAD_REMOVED, compat=compat
+    )
+    out.update({k: v for k, v in road.items() if k != "target"})
+    if insdel:
+        auc = metrics.insertion_deletion(apply_fn, x01, maps, target, mean=mean, std=std)
+        out.update(insertion_auc=auc["insertion_auc"], deletion_auc=auc["deletion_auc"])
+    return out
 
 
 def score_batch(ctx: Context, x01, maps, target, index) -> dict[str, np.ndarray]:
-    """Per-image metric terms (table in the module docstring) of one batch.
+    """Per-image metric arrays (table in the module docstring) of one batch.
 
     Args:
       ctx: from :meth:`Context.create`.
@@ -104,58 +121,49 @@ def score_batch(ctx: Context, x01, maps, target, index) -> dict[str, np.ndarray]
       target: ``(B,)`` int, the explained class (the backbone's top-1).
       index: ``(B,)`` example indices (seed the ROAD noise, so reruns agree).
     """
-    x01, maps = jnp.asarray(x01, jnp.float32), jnp.asarray(maps, jnp.float32)
-    target = jnp.asarray(target, jnp.int32)
-    mean, std = jnp.asarray(ctx.mean), jnp.asarray(ctx.std)
-    out = {}
-    adic = metrics.ad_ic(ctx.apply_fn, x01, maps, target, mean=mean, std=std, kept=ADIC_KEPT)
-    out["ad"], out["ic"] = np.asarray(adic["ad"]), np.asarray(adic["ic"])
     key = jax.random.fold_in(jax.random.key(ROAD_NOISE_SEED), int(np.asarray(index)[0]))
-    for order in ("morf", "lerf"):
-        road = metrics.road(
-            ctx.apply_fn, x01, maps, target, mean=mean, std=std, key=key,
-            removed=ROAD_REMOVED, order=order, compat=ctx.road_compat,
-        )  # fmt: skip
-        out[f"{order}_acc"] = 100.0 * np.asarray(road["accuracy"], np.float64)
-        out[f"{order}_prob"] = 100.0 * np.asarray(road["probability"], np.float64)
-    if ctx.insertion_deletion:
-        auc = metrics.insertion_deletion(ctx.apply_fn, x01, maps, target, mean=mean, std=std)
-        out["insertion"], out["deletion"] = auc["insertion"], auc["deletion"]
+    out = _metrics(
+        ctx.module, ctx.variables, np.asarray(x01, np.float32), np.asarray(maps, np.float32),
+        np.asarray(target, np.int32), key, mean=ctx.mean, std=ctx.std,
+        compat=ctx.road_compat, insdel=ctx.insertion_deletion,
+    )  # fmt: skip
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
-def _levels(values: np.ndarray, fractions: Sequence[float]) -> dict[str, float]:
-    return {percent_label(f): float(v) for f, v in zip(fractions, values, strict=True)}
-
-
 def summarise(rows: Sequence[Mapping[str, np.ndarray]]) -> dict:
-    """Means over all images of the cached per-batch arrays of one method.
+    """The reported numbers of one method from its cached per-batch arrays.
+
+    Means over all images (via :func:`ttame_jax.metrics.ad_ic_summary` and
+    :func:`~ttame_jax.metrics.road_summary`), so they do not depend on the batch size.
 
     Returns:
       ``{"ad": {"100": .., "50": .., "15": ..}, "ic": {..}, "road": {"morf": {"accuracy":
       {"10": .., ..., "90": ..}, "accuracy_avg": .., "probability": {..},
       "probability_avg": ..}, "lerf": {..}}, "insertion_auc", "deletion_auc" (if
-      computed), "extra": {name: mean}, "num_images", "seconds_per_image"}``.
+      computed), "extra": {name: mean}, "num_images", "seconds_per_image"}``; AD, IC
+      and ROAD in percent.
     """
     cat = {k: np.concatenate([np.atleast_1d(r[k]) for r in rows]) for k in rows[0]}
     n = len(cat["target"])
+    adic = metrics.ad_ic_summary(cat, ADIC_KEPT)
+    road = metrics.road_summary(cat, ROAD_REMOVED)
     out = {
         "num_images": n,
         "seconds_per_image": float(np.sum(cat["seconds"]) / n),
-        "ad": _levels(cat["ad"].mean(axis=0), ADIC_KEPT),
-        "ic": _levels(cat["ic"].mean(axis=0), ADIC_KEPT),
+        "ad": {k.rstrip("%"): v for k, v in adic["AD"].items()},
+        "ic": {k.rstrip("%"): v for k, v in adic["IC"].items()},
         "road": {},
     }
-    for order in ("morf", "lerf"):
-        curves = {}
-        for name, column in (("accuracy", "acc"), ("probability", "prob")):
-            per_level = cat[f"{order}_{column}"].mean(axis=0)
-            curves[name] = _levels(per_level, ROAD_REMOVED)
-            curves[f"{name}_avg"] = float(per_level.mean())
-        out["road"][order] = curves
-    for name in ("insertion", "deletion"):
+    for order, numbers in road.items():
+        out["road"][order] = {
+            "accuracy": {k.rstrip("%"): v for k, v in numbers["accuracy"].items()},
+            "accuracy_avg": numbers["accuracy_mean"],
+            "probability": {k.rstrip("%"): v for k, v in numbers["prob"].items()},
+            "probability_avg": numbers["prob_mean"],
+        }
+    for name in ("insertion_auc", "deletion_auc"):
         if name in cat:
-            out[f"{name}_auc"] = float(cat[name].mean())
+            out[name] = float(cat[name].mean())
     out["extra"] = {
         k.removeprefix("extra."): float(np.nanmean(v)) if np.any(~np.isnan(v)) else None
         for k, v in cat.items()
