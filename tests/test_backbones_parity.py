@@ -103,6 +103,18 @@ def test_torchvision_logits_and_every_tap(torchvision_case):
     assert set(get_spec(name).taps) <= set(taps)
 
 
+def test_cnns_at_another_input_size(torchvision_case):
+    """Non-square 160x192 input: VGG's adaptive pool then averages overlapping 5x6 -> 7x7 bins."""
+    name, model, variables = torchvision_case
+    if name == "vit_b_16":
+        pytest.skip("ViT-B/16 takes 224x224 only (fixed position embedding)")
+    x = np.random.default_rng(4).normal(size=(1, 160, 192, 3)).astype(np.float32)
+    ref_logits, ref = torch_outputs(model, x, {"avgpool": "avgpool"})
+    logits, feats = extract(create(name), variables, jnp.asarray(x), ["avgpool"])
+    assert_close(feats["avgpool"], ref["avgpool"], f"{name} avgpool at 160x192")
+    assert_close(logits, ref_logits, f"{name} logits at 160x192")
+
+
 def test_design_tap_shapes(torchvision_case):
     """The shapes DESIGN §3 states for the paper's taps (incl. the VGG ablation)."""
     name, _, variables = torchvision_case

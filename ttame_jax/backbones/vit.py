@@ -102,7 +102,7 @@ def _tap_table() -> dict[str, tuple[str, ...]]:
     return table
 
 
-class ViT_B_16(nn.Module):  # noqa: N801  (torchvision's name)
+class ViT_B_16(nn.Module):  # torchvision's class name
     """torchvision ``vit_b_16`` in eval mode.
 
     Input ``(B, 224, 224, 3)`` float32 normalised with the ImageNet mean/std

@@ -1,0 +1,102 @@
+"""Forward-pass time of our Flax backbones vs torchvision's, same weights and inputs.
+
+Usage::
+
+    python benchmarks/backbones.py [--batch 8] [--repeats 5] [--backbones vgg16,resnet50]
+
+For each backbone: a random-init torchvision model (eval mode) and our module
+with the converted weights run on the same NHWC/NCHW batch. Ours is
+``jax.jit(module.apply)`` timed after compilation with ``block_until_ready``;
+torch runs under ``torch.inference_mode()`` with ``torch.get_num_threads()``
+threads (XLA's CPU backend likewise uses every core). The two are timed
+alternately, ``repeats`` times each, and the medians are printed as a Markdown
+table with ratio = ours / torchvision (< 1: ours is faster) and the max logit
+difference (a sanity check, not a test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torchvision
+
+from ttame_jax.backbones import convert_torchvision, create, get_spec
+
+
+def time_call(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench(name: str, batch: int, repeats: int) -> dict:
+    size = get_spec(name).input_size
+    torch.manual_seed(0)
+    ref = getattr(torchvision.models, name)(weights=None).eval()
+    with torch.no_grad():  # ViT's head starts at zero: make the logit check meaningful
+        for p in ref.parameters():
+            if not p.abs().any():
+                p.normal_(0.0, 0.02)
+    variables = jax.device_put(convert_torchvision(name, ref.state_dict()))
+    x = np.random.default_rng(0).normal(size=(batch, size, size, 3)).astype(np.float32)
+    x_jax, x_torch = jnp.asarray(x), torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+
+    forward = jax.jit(create(name).apply)
+    t0 = time.perf_counter()
+    ours = forward(variables, x_jax).block_until_ready()  # compile + first run
+    compile_s = time.perf_counter() - t0
+
+    def run_ours():
+        forward(variables, x_jax).block_until_ready()
+
+    def run_torch():
+        with torch.inference_mode():
+            return ref(x_torch)
+
+    theirs = run_torch().numpy()  # warm-up
+    t_ours, t_torch = [], []
+    for _ in range(repeats):  # alternate, so background load hits both alike
+        t_ours.append(time_call(run_ours))
+        t_torch.append(time_call(run_torch))
+    return dict(
+        name=name,
+        ours=statistics.median(t_ours),
+        torch=statistics.median(t_torch),
+        compile=compile_s,
+        diff=float(np.abs(np.asarray(ours) - theirs).max()),
+    )
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--backbones", default="vgg16,resnet50,vit_b_16")
+    args = p.parse_args()
+
+    print(
+        f"batch {args.batch}, {args.repeats} repeats, jax {jax.__version__} "
+        f"({jax.devices()[0].platform}), torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}\n"
+    )
+    print("| backbone | ours (ms) | torchvision (ms) | ratio | compile (s) | logit diff |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in args.backbones.split(","):
+        r = bench(name.strip(), args.batch, args.repeats)
+        print(
+            f"| {r['name']} | {1e3 * r['ours']:.0f} | {1e3 * r['torch']:.0f} | "
+            f"{r['ours'] / r['torch']:.2f} | {r['compile']:.1f} | {r['diff']:.1e} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
