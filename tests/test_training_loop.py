@@ -66,6 +66,7 @@ def test_run_writes_logs_config_and_checkpoints(full_run):
     np.testing.assert_allclose([r["lr"] for r in train], sched.learning_rate(np.arange(4)), 1e-6)
     np.testing.assert_allclose([r["momentum"] for r in train], sched.momentum(np.arange(4)), 1e-6)
     assert all(r["loss"] > 0 and np.isfinite(r["ce"]) for r in val)
+    assert all(0.0 <= r["AD"] <= 100.0 and 0.0 <= r["IC"] <= 100.0 for r in val)  # at 15 %
     config = checkpoint.read_config(workdir)
     assert config.backbone.name == "synthetic_cnn" and config.model.taps == ()
     assert config.train.max_lr == 0.05

@@ -200,5 +200,5 @@ def _validate(config, model, state, backbone_vars, source, eval_step, mesh, epoc
 
         attn = {"params": state.params, "batch_stats": state.batch_stats}
         explainer = Explainer.from_model(model, backbone_vars, jax.device_get(attn))
-        record.update(validation.adic_hook(explainer, batches(), tc.val_adic_percent))
+        record.update(validation.adic(explainer, batches(), tc.val_adic_percent))
     return {k: v if k in ("split", "step", "epoch") else float(v) for k, v in record.items()}

@@ -5,22 +5,20 @@ The loss terms are averaged over examples (batch sums / count, see
 mode, so the val loss normalises each val batch with its own statistics (the
 running statistics are used by ``explain`` and by AD/IC).
 
-AD/IC at ``train.val_adic_percent`` (15 % in the paper) is computed with
-:mod:`ttame_jax.metrics` when that package provides ``ad_ic``; otherwise the
-hook :func:`adic_hook` returns nothing and the log says so.
+AD/IC at ``train.val_adic_percent`` of the pixels kept (15 % in the paper) come
+from :func:`ttame_jax.metrics.ad_ic` on the explanations of ``explain``.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-import logging
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ttame_jax.training import sharding
-
-log = logging.getLogger(__name__)
 
 
 def val_batches(source, batch_size: int, max_batches: int):
@@ -51,34 +49,45 @@ def validation_loss(state, backbone_vars, batches, *, eval_step, mesh) -> dict[s
     return {k: v / count for k, v in sums.items()}
 
 
-def adic_hook(explainer, batches, percent: float) -> dict[str, float]:
-    """AD/IC (%) of ``explainer`` on ``batches`` at ``percent`` kept pixels, if available.
-
-    HOOK: the metrics package (``ttame_jax.metrics``) computes AD/IC; until it
-    exposes ``ad_ic``, this returns ``{}``.
-    """
-    import ttame_jax.metrics as metrics
-
-    ad_ic = getattr(metrics, "ad_ic", None)
-    if ad_ic is None or percent <= 0:
-        if percent > 0:
-            log.info("ttame_jax.metrics.ad_ic not available yet: skipping AD/IC validation")
-        return {}
+@functools.partial(jax.jit, static_argnames="kept")
+def _adic_terms(explainer, images, kept: tuple[float, ...]):
+    """Per-image AD/IC terms of one batch: ``drop`` and ``increase``, each (B, len(kept))."""
     from ttame_jax.core.explainer import explain
+    from ttame_jax.metrics import ad_ic
 
     spec = explainer.spec
-    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    out = explain(explainer, images)
 
     def apply_fn(xn):
         return spec.builder().apply(explainer.backbone_vars, xn)
 
-    ads, ics = [], []
+    terms = ad_ic(apply_fn, images, out.maps, out.target, mean=spec.mean, std=spec.std, kept=kept)
+    return terms["drop"], terms["increase"]
+
+
+def adic(explainer, batches, kept_fraction: float) -> dict[str, float]:
+    """AD and IC (%) of ``explainer`` over ``batches`` with ``kept_fraction`` of the pixels kept.
+
+    Args:
+      explainer: a :class:`~ttame_jax.core.explainer.Explainer` (current attention weights).
+      batches: dicts with "image" (B, S, S, 3) in [0, 1].
+      kept_fraction: share of the pixels kept by the map threshold (0.15 in the paper).
+
+    Returns:
+      ``{"AD": ..., "IC": ...}`` in percent (``{}`` for no batches).
+    """
+    from ttame_jax.metrics import ad_ic_summary
+
+    kept = (float(kept_fraction),)
+    drops, increases = [], []
     for batch in batches:
-        x = batch["image"]
-        out = explain(explainer, x)
-        ad, ic = ad_ic(apply_fn, x, out.maps, mean, std, percent=percent, target=out.target)
-        ads.append(np.asarray(ad))
-        ics.append(np.asarray(ic))
-    if not ads:
+        drop, inc = jax.device_get(_adic_terms(explainer, jnp.asarray(batch["image"]), kept))
+        drops.append(drop)
+        increases.append(inc)
+    if not drops:
         return {}
-    return {"AD": float(np.mean(ads)), "IC": float(np.mean(ics))}
+    summary = ad_ic_summary(
+        {"drop": np.concatenate(drops), "increase": np.concatenate(increases)}, kept
+    )
+    (name,) = summary["AD"]
+    return {"AD": summary["AD"][name], "IC": summary["IC"][name]}
