@@ -108,12 +108,12 @@ def _check_inputs(params, x, target, classes, all_classes) -> None:
         )
     if _is_concrete(x) and x.size:
         lo, hi = float(jnp.min(x)), float(jnp.max(x))
-        if hi > 1.0 + 1e-3:
+        if hi > 1.01:  # a little slack for resampling round-off
             raise ValueError(
                 f"explain expects images in [0, 1] (it normalises them itself), got max {hi:.3g}; "
                 f"for 0-255 images divide by 255"
             )
-        if lo < -1e-3:
+        if lo < -0.01:
             raise ValueError(
                 f"explain expects images in [0, 1], got min {lo:.3g}; do not normalise the "
                 f"images with mean/std beforehand, explain does that"
