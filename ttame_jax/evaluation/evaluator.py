@@ -174,6 +174,7 @@ def evaluate(
         "version": CACHE_VERSION,
         "checkpoint": train_dir,
         "step": step,
+        "run": inputs.checkpoint_fingerprint(train_dir, step),
         "data": inputs.split_fingerprint(config, split, source),
         "num_images": total,
         "batch_size": batch_size,

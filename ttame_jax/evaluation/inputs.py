@@ -23,7 +23,7 @@ def resolve_workdir(checkpoint_dir: str) -> str:
     """
     if not checkpoint_dir:
         raise FileNotFoundError("no checkpoint given: pass --checkpoint=DIR (a train.py workdir)")
-    path = os.path.normpath(os.fspath(checkpoint_dir))
+    path = os.path.abspath(os.fspath(checkpoint_dir))
     if not os.path.isdir(path):
         raise FileNotFoundError(
             f"checkpoint folder {path!r} does not exist; pass the --workdir of a train.py run"
@@ -65,6 +65,18 @@ def pick_step(workdir: str, step: int | None) -> int:
     if step not in steps:
         raise ValueError(f"no checkpoint for step {step} in {workdir}; available steps: {steps}")
     return int(step)
+
+
+def checkpoint_fingerprint(workdir: str, step: int) -> str:
+    """Hash of the run's ``config.json`` and the step folder's modification time.
+
+    Retraining into the same workdir up to the same step gives a new fingerprint.
+    """
+    digest = hashlib.sha256(open(os.path.join(workdir, ckpt.CONFIG_FILE), "rb").read())
+    step_dir = os.path.join(workdir, ckpt.CHECKPOINT_DIR, str(step))
+    if os.path.exists(step_dir):
+        digest.update(str(os.stat(step_dir).st_mtime_ns).encode())
+    return digest.hexdigest()[:16]
 
 
 def check_same_model(config, saved) -> None:
