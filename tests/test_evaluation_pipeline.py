@@ -58,7 +58,10 @@ def train_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def finished(train_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("eval"))
-    results = evaluate(None, train_dir, out, ["ttame", "gradcam"], batch_size=BATCH, progress=False)
+    methods = ["ttame", "gradcam"]
+    results = evaluate(
+        None, train_dir, out, methods, batch_size=BATCH, progress=False, insertion_deletion=True
+    )
     return out, results
 
 
@@ -86,6 +89,7 @@ def test_report_files_structure_and_ranges(finished):
         # IC counts images: with 4 images every IC value is a multiple of 25 %.
         assert all(v % 25.0 == 0.0 for v in m["ic"].values())
         assert m["seconds_per_image"] > 0
+        assert 0.0 <= m["deletion_auc"] <= 1.0 and 0.0 <= m["insertion_auc"] <= 1.0
     assert open(os.path.join(out, "road_curves.png"), "rb").read(4) == b"\x89PNG"
 
 
@@ -101,7 +105,8 @@ def test_markdown_table_matches_json(finished):
         for p in ("100", "50", "15"):
             want += [f"{m['ad'][p]:.2f}%", f"{m['ic'][p]:.2f}%"]
         want += [f"{m['road']['morf']['accuracy_avg']:.2f}%"]
-        want += [f"{m['road']['lerf']['accuracy_avg']:.2f}%", str(m["fp"])]
+        want += [f"{m['road']['lerf']['accuracy_avg']:.2f}%"]
+        want += [f"{m['insertion_auc']:.4f}", f"{m['deletion_auc']:.4f}", str(m["fp"])]
         assert cells[1:] == want
 
 
@@ -119,6 +124,7 @@ def test_resume_after_interruption(train_dir, finished, tmp_path):
 
     out = str(tmp_path / "eval")
     kwargs = dict(batch_size=BATCH, progress=False, extra_metrics={"pointing": pointing})
+    kwargs.update(insertion_deletion=True)
     crash = True
     with pytest.raises(KeyboardInterrupt):
         evaluate(None, train_dir, out, ["ttame", "gradcam"], **kwargs)
@@ -140,9 +146,10 @@ def test_failing_rerun_leaves_finished_report_intact(train_dir, finished):
     def broken(x01, target):
         raise RuntimeError("method crashed")
 
+    methods = ["ttame", Method("broken", broken, fp=1)]  # ttame's batches come from the cache
     with pytest.raises(RuntimeError, match="method crashed"):
-        evaluate(None, train_dir, out, ["ttame", Method("broken", broken, fp=1)], batch_size=BATCH,
-                 progress=False)  # fmt: skip
+        evaluate(None, train_dir, out, methods, batch_size=BATCH, progress=False,
+                 insertion_deletion=True)  # fmt: skip
     assert {f: open(os.path.join(out, f), "rb").read() for f in files} == before
 
 
