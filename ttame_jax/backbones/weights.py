@@ -15,6 +15,7 @@ Nothing is ever downloaded. Resolution order for ``load_pretrained(name, weights
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -54,11 +55,7 @@ def load_pretrained(name: str, weights: str | os.PathLike | None = None, *, seed
     """
     spec = registry.get_spec(name)
     if isinstance(weights, str) and weights == "random":
-        module = spec.builder(**kw)
-        # lazy_init: initialisers only, no forward pass. Compiling ~160 initialisers
-        # takes tens of seconds on a CPU for the big backbones.
-        x = jax.ShapeDtypeStruct((1, spec.input_size, spec.input_size, 3), jnp.float32)
-        return jax.jit(lambda key: module.lazy_init(key, x))(jax.random.key(seed))
+        return _random_init(spec, tuple(sorted(kw.items())))(jax.random.key(seed))
     if weights is None:
         weights = _cached_file(spec)
     path = Path(weights).expanduser()
@@ -67,6 +64,18 @@ def load_pretrained(name: str, weights: str | os.PathLike | None = None, *, seed
     if path.suffix == ".msgpack":
         return _restore_msgpack(name, path, kw)
     return jax.tree.map(jnp.asarray, _convert_any(name, path, kw))
+
+
+@functools.lru_cache(maxsize=8)
+def _random_init(spec: registry.BackboneSpec, kw: tuple):
+    """Jitted ``key -> variables`` for ``spec.builder(**dict(kw))``, compiled once per process.
+
+    ``lazy_init`` runs the initialisers only, no forward pass; compiling the ~160
+    initialisers of a big backbone still takes tens of seconds on a CPU.
+    """
+    module = spec.builder(**dict(kw))
+    x = jax.ShapeDtypeStruct((1, spec.input_size, spec.input_size, 3), jnp.float32)
+    return jax.jit(lambda key: module.lazy_init(key, x))
 
 
 def _cached_file(spec: registry.BackboneSpec) -> Path:
