@@ -73,15 +73,53 @@ def apply_operator(x: jnp.ndarray, removed: jnp.ndarray, s: jnp.ndarray) -> jnp.
     return removed * (s * x - neighbour_sum(x))
 
 
+def _upsample_axis(c: jnp.ndarray, axis: int) -> jnp.ndarray:
+    """Cell-centred linear interpolation to twice the size along ``axis`` (edge replicate):
+    ``f[2i] = 3/4 c[i] + 1/4 c[i-1]``, ``f[2i+1] = 3/4 c[i] + 1/4 c[i+1]``."""
+    n = c.shape[axis]
+    first = jax.lax.slice_in_dim(c, 0, 1, axis=axis)
+    last = jax.lax.slice_in_dim(c, n - 1, n, axis=axis)
+    prev = jnp.concatenate([first, jax.lax.slice_in_dim(c, 0, n - 1, axis=axis)], axis)
+    nxt = jnp.concatenate([jax.lax.slice_in_dim(c, 1, n, axis=axis), last], axis)
+    even, odd = 0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt
+    shape = list(c.shape)
+    shape[axis] = 2 * n
+    return jnp.stack([even, odd], axis + 1).reshape(shape)
+
+
+def _downsample_axis(f: jnp.ndarray, axis: int) -> jnp.ndarray:
+    """The exact transpose of :func:`_upsample_axis` (weights sum to 2 per coarse cell)."""
+    even = jax.lax.slice_in_dim(f, 0, None, stride=2, axis=axis)
+    odd = jax.lax.slice_in_dim(f, 1, None, stride=2, axis=axis)
+    n = even.shape[axis]
+    zero = jnp.zeros_like(jax.lax.slice_in_dim(even, 0, 1, axis=axis))
+    # even[k] gives 1/4 to c[k-1] (to c[0] for k = 0); odd[k] 1/4 to c[k+1] (c[n-1] at the end)
+    from_even = jnp.concatenate([jax.lax.slice_in_dim(even, 1, n, axis=axis), zero], axis)
+    from_odd = jnp.concatenate([zero, jax.lax.slice_in_dim(odd, 0, n - 1, axis=axis)], axis)
+    edge_lo = jnp.concatenate(
+        [jax.lax.slice_in_dim(even, 0, 1, axis=axis), jnp.zeros_like(from_even)], axis
+    )
+    edge_lo = jax.lax.slice_in_dim(edge_lo, 0, n, axis=axis)
+    edge_hi = jnp.concatenate(
+        [jnp.zeros_like(from_odd), jax.lax.slice_in_dim(odd, n - 1, n, axis=axis)], axis
+    )
+    edge_hi = jax.lax.slice_in_dim(edge_hi, 1, n + 1, axis=axis)
+    return 0.75 * (even + odd) + 0.25 * (from_even + from_odd + edge_lo + edge_hi)
+
+
 def _restrict(r: jnp.ndarray) -> jnp.ndarray:
-    """Sum over 2x2 blocks: the transpose of piecewise-constant prolongation."""
-    # Strided slices: XLA:CPU runs a reshape + reduce here ~10x slower.
-    return r[:, 0::2, 0::2] + r[:, 1::2, 0::2] + r[:, 0::2, 1::2] + r[:, 1::2, 1::2]
+    """Transpose of :func:`_prolong`: a 4x4 weighted sum, total weight 4 per coarse cell."""
+    return _downsample_axis(_downsample_axis(r, 1), 2)
 
 
 def _prolong(e: jnp.ndarray) -> jnp.ndarray:
-    """Copies every coarse value onto its 2x2 fine block."""
-    return jnp.repeat(jnp.repeat(e, 2, axis=1), 2, axis=2)
+    """Bilinear (cell-centred) interpolation of coarse corrections to the fine grid."""
+    return _upsample_axis(_upsample_axis(e, 1), 2)
+
+
+def _block_count(mask: jnp.ndarray) -> jnp.ndarray:
+    """Number of removed children of every 2x2 block."""
+    return mask[:, 0::2, 0::2] + mask[:, 1::2, 0::2] + mask[:, 0::2, 1::2] + mask[:, 1::2, 1::2]
 
 
 def build_hierarchy(removed: jnp.ndarray) -> list[tuple[jnp.ndarray, jnp.ndarray]]:
@@ -98,7 +136,7 @@ def build_hierarchy(removed: jnp.ndarray) -> list[tuple[jnp.ndarray, jnp.ndarray
         levels.append((mask, weight_sum(h, w, mask.dtype)))
         if h % 2 or w % 2 or h // 2 < _MIN_COARSE or w // 2 < _MIN_COARSE:
             return levels
-        mask = (_restrict(mask) >= _COARSE_MIN_CHILDREN).astype(mask.dtype)
+        mask = (_block_count(mask) >= _COARSE_MIN_CHILDREN).astype(mask.dtype)
 
 
 def _jacobi(e, rhs, removed, s, steps):
