@@ -168,3 +168,25 @@ def test_clear_errors_before_any_work(train_dir, tmp_path):
     with pytest.raises(ValueError, match="options given for method"):
         evaluate(None, train_dir, str(tmp_path), ["ttame"], method_options={"rise": {}})
     assert report.JSON_FILE not in os.listdir(tmp_path)
+
+
+@pytest.mark.slow
+def test_all_paper_methods_in_one_report(train_dir, tmp_path):
+    """Issue 5: every baseline next to T-TAME, with its forward-pass count."""
+    names = ["ttame", "gradcam", "gradcampp", "scorecam", "ablationcam", "rise"]
+    options = {"rise": {"n_masks": 16, "seed": 1}, "scorecam": {"batch_size": 16}}
+    results = evaluate(
+        None, train_dir, str(tmp_path), names, batch_size=BATCH, progress=False,
+        method_options=options,
+    )  # fmt: skip
+    module = backbones.create("synthetic_cnn")
+    variables = backbones.load_pretrained("synthetic_cnn", "random", seed=0)
+    _, taps = backbones.extract(module, variables, np.zeros((1, 64, 64, 3)), ["layer3"])
+    channels = taps["layer3"].shape[-1]  # one pass per channel of the last tap
+    fp = {name: m["fp"] for name, m in results["methods"].items()}
+    assert fp == {"ttame": 1, "gradcam": 1, "gradcampp": 1, "scorecam": channels,
+                  "ablationcam": channels, "rise": 16}  # fmt: skip
+    table = open(tmp_path / "report.md").read()
+    for name in names:
+        assert f"| {name} |" in table
+    assert results["methods"]["rise"]["options"] == {"n_masks": 16, "seed": 1, "layer": "layer3"}
