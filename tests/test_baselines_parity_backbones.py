@@ -11,13 +11,18 @@
 The full-size backbones are ``slow``: on a 2-core CPU pytorch-grad-cam needs minutes
 even for Grad-CAM's single pass with compilation on our side, and Score-CAM /
 Ablation-CAM need one pass per channel (768 for ViT-B/16; 2048 for ResNet-50's
-``layer4``, run at 96 px input, 3x3 maps, to stay within minutes; the code path is
-the same at 224 px).
+``layer4``, run at 64 px / 96 px input, 2x2 / 3x3 maps, to stay within minutes; the
+code path is the same at 224 px).
 
 Tolerance: 1e-4 max abs difference between maps in [0, 1] (measured: ~1e-6 for
 Grad-CAM on ResNet-50). Nothing is rounded through uint8 and both sides resize with
 the same bilinear arithmetic (``cv2.resize`` = our half-pixel matrices), so only
-float32 rounding of the two backbones remains.
+float32 rounding of the two backbones remains. Ablation-CAM on the full-size
+backbones gets 1e-3: its weights ``(y - y_k) / y`` are differences of two nearly
+equal logits (one of 2048 channels removed: ``|y - y_k| / |y|`` ~ 4e-3 on ResNet-50),
+so the backbones' ~5e-7 relative float32 disagreement in ``y`` becomes ~1e-4 in the
+weights and, after the signed sum over 2048 channels and min-max, up to 2e-4 in the
+map (measured).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pytorch_grad_cam.ablation_layer import AblationLayerVit
 from ttame_jax import backbones, baselines
 
 TOL = 1e-4
+ABLATION_TOL = 1e-3  # full-size backbones, see the module docstring
 REFERENCE = {
     "gradcam": GradCAM,
     "gradcampp": GradCAMPlusPlus,
@@ -56,7 +62,7 @@ def randomise_batchnorm(model):
     return model
 
 
-def compare(name, torch_model, torch_layer, module, variables, layer, x, vit):
+def compare(name, torch_model, torch_layer, module, variables, layer, x, vit, tol=TOL):
     """Runs both implementations on the same normalised NHWC batch ``x``."""
     kw = {"reshape_transform": vit_reshape} if vit else {}
     if name == "ablationcam" and vit:
@@ -67,7 +73,7 @@ def compare(name, torch_model, torch_layer, module, variables, layer, x, vit):
     got = np.asarray(baselines.METHODS[name].fn(module, variables, x, layer))
     assert got.shape == want.shape == x.shape[:3]
     assert want.std() > 0.05  # a real map, not a constant
-    np.testing.assert_allclose(got, want, atol=TOL)
+    np.testing.assert_allclose(got, want, atol=tol)
 
 
 def images(batch, size, seed=0):
@@ -173,11 +179,13 @@ def vit_b_16():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name, batch, size",
-    [("gradcam", 2, 224), ("gradcampp", 2, 224), ("scorecam", 1, 96), ("ablationcam", 1, 96)],
+    [("gradcam", 2, 224), ("gradcampp", 2, 224), ("scorecam", 1, 64), ("ablationcam", 1, 96)],
 )
 def test_resnet50_layer4(name, batch, size, resnet50):
     tm, module, variables = resnet50
-    compare(name, tm, tm.layer4, module, variables, "layer4", images(batch, size), vit=False)
+    tol = ABLATION_TOL if name == "ablationcam" else TOL
+    x = images(batch, size)
+    compare(name, tm, tm.layer4, module, variables, "layer4", x, vit=False, tol=tol)
 
 
 @pytest.mark.slow
@@ -186,4 +194,5 @@ def test_vit_b_16_last_block_ln(name, vit_b_16):
     tm, module, variables = vit_b_16
     layer = "encoder.layers.encoder_layer_11.ln"
     torch_layer = tm.encoder.layers.encoder_layer_11.ln_1
-    compare(name, tm, torch_layer, module, variables, layer, images(1, 224), vit=True)
+    tol = ABLATION_TOL if name == "ablationcam" else TOL
+    compare(name, tm, torch_layer, module, variables, layer, images(1, 224), vit=True, tol=tol)
