@@ -89,7 +89,11 @@ def bench_torch(name: str, batch: int, iters: int) -> float:
     net = getattr(torchvision.models, name)(weights=None).eval().requires_grad_(False)
     feats: dict[str, torch.Tensor] = {}
     for tap in spec.taps:
-        net.get_submodule(tap).register_forward_hook(lambda m, i, o, t=tap: feats.__setitem__(t, o))
+        # The reference's ViT tap "...encoder_layer_k.ln" is the block's ln_1 module.
+        module = tap[: -len(".ln")] + ".ln_1" if tap.endswith(".ln") else tap
+        net.get_submodule(module).register_forward_hook(
+            lambda m, i, o, t=tap: feats.__setitem__(t, o)
+        )
     s = spec.input_size
     x = torch.rand(batch, 3, s, s)
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
@@ -93,11 +92,8 @@ def save_state(manager: ocp.CheckpointManager, state, *, force: bool = False) ->
 
 
 def _abstract(tree):
-    def leaf(x):
-        sharding = getattr(x, "sharding", None)
-        return jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype, sharding=sharding)
-
-    return jax.tree.map(leaf, tree)
+    """Shape, dtype and sharding of every leaf: the restore target."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
 
 
 def restore_state(manager: ocp.CheckpointManager, template, step: int | None = None):
