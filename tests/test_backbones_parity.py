@@ -180,3 +180,12 @@ def test_timm_logits_and_taps(name):
     assert_close(logits, ref_logits, f"timm {name} logits")
     for t in tap_modules:
         assert_close(feats[t], ref[t], f"timm {name} {t}")
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet50", "vit_b_16"])
+def test_dtype_sets_computation_not_parameters(name):
+    module = create(name, dtype=jnp.bfloat16)
+    x = jnp.zeros((1, 224, 224, 3))
+    variables = jax.eval_shape(module.init, jax.random.key(0), x)
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    assert jax.eval_shape(module.apply, variables, x).dtype == jnp.bfloat16
