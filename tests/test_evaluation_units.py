@@ -169,3 +169,34 @@ def test_cli_rejects_unknown_method_before_loading_anything(tmp_path):
             cli.main(["evaluate.py"])
     finally:
         flags.FLAGS.unparse_flags()
+
+
+class _ArraySource:
+    """n images whose pixel value is their index; ``resumable`` adds the ``start=`` kwarg."""
+
+    def __init__(self, n, resumable):
+        self.n, self.decoded = n, []
+        if resumable:
+            self.batches = self._batches_from
+        else:
+            self.batches = lambda b, *, shuffle, augment: self._batches_from(
+                b, shuffle=shuffle, augment=augment
+            )
+
+    def _batches_from(self, batch_size, *, shuffle, augment, start=0):
+        assert not shuffle and not augment
+        for s in range(start * batch_size, self.n, batch_size):
+            idx = np.arange(s, min(s + batch_size, self.n))
+            self.decoded.extend(idx.tolist())
+            yield {"image": idx[:, None].astype(np.float32), "index": idx}
+
+
+@pytest.mark.parametrize("resumable", [True, False])
+def test_batches_resume_at_first_missing_batch_and_cut_to_num_images(resumable):
+    from ttame_jax.evaluation.evaluator import _batches
+
+    source = _ArraySource(10, resumable)
+    got = [(i, b["index"].tolist()) for i, b in _batches(source, 3, first=1, num_images=8)]
+    assert got == [(1, [3, 4, 5]), (2, [6, 7])]  # batch 2 cut at image 8; batch 3 never read
+    if resumable:  # images of batch 0 are not decoded at all
+        assert source.decoded == [3, 4, 5, 6, 7, 8]

@@ -41,12 +41,11 @@ def _batches(source, batch_size: int, first: int, num_images: int):
         it = source.batches(batch_size, shuffle=False, augment=False)
         skip = first
     for i, batch in enumerate(it, start=first - skip):
-        if i * batch_size >= num_images:
-            break
-        if i < first:
-            continue
-        keep = min(batch_size, num_images - i * batch_size)
-        yield i, {k: v[:keep] for k, v in batch.items()}
+        if i >= first:
+            keep = min(batch_size, num_images - i * batch_size)
+            yield i, {k: v[:keep] for k, v in batch.items()}
+        if (i + 1) * batch_size >= num_images:
+            return  # do not ask the loader for a batch beyond num_images
 
 
 class _Timer:
@@ -103,7 +102,14 @@ def run_method(method, source, explainer, ctx, cache, *, batch_size, num_images,
                 if i in todo:
                     cache.save(i, _score(method, batch, explainer, ctx, extra, timer))
                     bar.update()
-    return [cache.load(i) for i in range(num_batches)]
+    rows = [cache.load(i) for i in range(num_batches)]
+    if any(r is None for r in rows):
+        raise RuntimeError(
+            f"{method.name}: the data ended after {rows.index(None)} of {num_batches} batches "
+            f"(were unreadable images skipped? see the loader's log); the finished batches are "
+            f"cached in {cache.folder}"
+        )
+    return rows
 
 
 def evaluate(
