@@ -39,7 +39,8 @@ class Method:
       name: the row name in reports (also the cache folder name).
       fn: ``fn(x01 (B, S, S, 3) in [0, 1], target (B,) int32) -> (B, S, S)`` maps in [0, 1].
       fp: backbone forward passes per explanation.
-      options: JSON-serialisable settings that change ``fn``'s output (cache key).
+      options: JSON-serialisable settings that change ``fn``'s output. Name and options
+        key the cache: a custom method whose output changes must change one of them.
     """
 
     name: str
