@@ -1,3 +1,3 @@
 """Imports every built-in backbone module so that each registers its spec."""
 
-from ttame_jax.backbones import resnet, vgg, vit  # noqa: F401
+from ttame_jax.backbones import resnet, small, vgg, vit  # noqa: F401
