@@ -4,8 +4,8 @@
   randomised too), weights converted with :func:`ttame_jax.backbones.convert_torchvision`.
   ViT taps use pytorch-grad-cam's usual ViT ``reshape_transform`` (drop the class
   token, 14x14 row-major) and ``AblationLayerVit``.
-- A 4-block torchvision ``VisionTransformer`` (64 px, 8 px patches, width 48;
-  our ``synthetic_vit`` module at half width) runs all four methods in the
+- A 4-block torchvision ``VisionTransformer`` (64 px, 8 px patches, width 48) and
+  its Flax twin built from our ViT-B/16 ``Encoder`` run all four methods in the
   default suite: the same code path as ViT-B/16 at a fraction of the cost.
 
 The full-size backbones are ``slow``: on a 2-core CPU pytorch-grad-cam needs minutes
@@ -27,6 +27,10 @@ map (measured).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import flax.linen as nn
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -35,6 +39,7 @@ from pytorch_grad_cam import AblationCAM, GradCAM, GradCAMPlusPlus, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayerVit
 
 from ttame_jax import backbones, baselines
+from ttame_jax.backbones.vit import Encoder
 
 TOL = 1e-4
 ABLATION_TOL = 1e-3  # full-size backbones, see the module docstring
@@ -83,8 +88,34 @@ def images(batch, size, seed=0):
 # ---- a small torchvision VisionTransformer (default suite) ---------------------------------
 
 
+class SmallViT(nn.Module):
+    """torchvision ``VisionTransformer`` in Flax at any size (ViT-B/16's encoder blocks)."""
+
+    patch: int = 8
+    hidden: int = 48
+    depth: int = 4
+    heads: int = 4
+    mlp_dim: int = 96
+    classes: int = 9
+
+    tap_paths: ClassVar[dict] = {
+        f"encoder.layers.encoder_layer_{k}.ln": ("encoder", "layers", f"encoder_layer_{k}", "ln_1")
+        for k in range(4)
+    }
+
+    @nn.compact
+    def __call__(self, x):
+        p = (self.patch, self.patch)
+        x = nn.Conv(self.hidden, p, p, padding="VALID", name="conv_proj")(x)
+        b, h, w, d = x.shape
+        cls = self.param("class_token", nn.initializers.zeros, (1, 1, d))
+        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)), x.reshape(b, h * w, d)], axis=1)
+        x = Encoder(self.depth, self.heads, self.mlp_dim, name="encoder")(x)
+        return nn.Dense(self.classes, name="heads_head")(x[:, 0])
+
+
 def small_vit_variables(tm) -> dict:
-    """torchvision ``VisionTransformer`` state -> variables of ``synthetic_vit``'s module."""
+    """torchvision ``VisionTransformer`` state -> variables of :class:`SmallViT`."""
     sd = {k: v.detach().numpy() for k, v in tm.state_dict().items()}
     d, heads = tm.hidden_dim, tm.encoder.layers[0].num_heads
     hd = d // heads
@@ -142,8 +173,7 @@ def small_vit():
     with torch.no_grad():  # non-trivial class token and head (torchvision inits them to 0)
         tm.class_token.normal_(0.0, 0.5)
         tm.heads.head.weight.normal_(0.0, 0.2)
-    module = backbones.create("synthetic_vit", hidden=48, mlp_dim=96)
-    return tm, module, small_vit_variables(tm)
+    return tm, SmallViT(), small_vit_variables(tm)
 
 
 @pytest.mark.parametrize("name", list(REFERENCE))
