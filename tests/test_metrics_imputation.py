@@ -59,11 +59,10 @@ def test_matches_scipy_reference_small():
 def test_matches_scipy_reference_224():
     rng = np.random.default_rng(1)
     smooth = ndi.zoom(rng.random((7, 7)), 32, order=1)
-    keep = np.stack([smooth < np.percentile(smooth, 30), rng.random((224, 224)) >= 0.5])
-    images = _normalised_images(rng, 2, 224)
+    keep = (smooth < np.percentile(smooth, 30))[None]  # MoRF-like 70 % removed blob
+    images = _normalised_images(rng, 1, 224)
     out = np.asarray(noisy_linear_impute(images, keep, jax.random.key(0), noise=0.0))
-    for i in range(2):
-        assert np.abs(out[i] - _reference(images[i], keep[i])).max() <= TOL
+    assert np.abs(out[0] - _reference(images[0], keep[0])).max() <= TOL
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 SIZE = 32
 CLASSES = 5
+LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
 
 
 class TorchNet(torch.nn.Module):
@@ -136,26 +137,25 @@ def test_ad_ic_matches_grad_cam(nets, data):
         np.testing.assert_array_equal(np.asarray(ours["increase"][:, j]), increase)
 
 
-@pytest.mark.parametrize("order", ["morf", "lerf"])
-def test_road_matches_grad_cam(nets, data, order):
-    net, apply_fn = nets
+@pytest.fixture(scope="module")
+def road_ours(nets, data):
+    """Both orders in one jitted call (one compile), imputation noise off."""
+    _, apply_fn = nets
     images, maps = data
-    levels = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
     run = jax.jit(
         lambda i, m: road(
-            apply_fn,
-            i,
-            m,
-            None,
-            jax.random.key(0),
-            mean=MEAN,
-            std=STD,
-            levels=levels,
-            orders=(order,),
-            noise=0.0,
+            apply_fn, i, m, None, jax.random.key(0), mean=MEAN, std=STD, levels=LEVELS, noise=0.0
         )
     )
-    ours = run(images, maps)
+    return run(images, maps)
+
+
+@pytest.mark.parametrize("order", ["morf", "lerf"])
+def test_road_matches_grad_cam(nets, data, road_ours, order):
+    net, _ = nets
+    images, maps = data
+    levels, ours = LEVELS, road_ours
+
     target = np.asarray(ours["target"])
     targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in target]
     normed = _nchw((images - np.array(MEAN, np.float32)) / np.array(STD, np.float32))
