@@ -125,9 +125,10 @@ def _block_count(mask: jnp.ndarray) -> jnp.ndarray:
 def build_hierarchy(removed: jnp.ndarray) -> list[tuple[jnp.ndarray, jnp.ndarray]]:
     """The (removed mask, weight sum) pair of every multigrid level, finest first.
 
-    A coarse cell is unknown when at least two of its four children are. Coarsening stops
-    at an odd side length or below ``_MIN_COARSE`` pixels; with odd input sizes the
-    hierarchy is a single level and the preconditioner is plain damped Jacobi.
+    A coarse cell is unknown only when all four children are (smaller coarse holes keep the
+    coarse correction from overshooting near kept pixels). Coarsening stops at an odd side
+    length or below ``_MIN_COARSE`` pixels; with odd input sizes the hierarchy is a single
+    level and the preconditioner is plain damped Jacobi.
     """
     levels = []
     mask = removed
@@ -159,7 +160,7 @@ def v_cycle(rhs: jnp.ndarray, hierarchy, level: int = 0) -> jnp.ndarray:
     Symmetric by construction (same number of Jacobi sweeps before and after the coarse
     correction, restriction = transpose of prolongation); the coarse operators are the same
     stencil re-discretised on the coarse mask, which matches the fine scale because the
-    restriction sums (not averages) the four children.
+    restriction's weights total 4 per coarse cell (a sum, not an average).
 
     Args:
       rhs: ``(B, H_l, W_l, C)`` residual on ``level``.
