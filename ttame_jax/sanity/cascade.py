@@ -137,9 +137,10 @@ def cascading_randomization(
         raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {tuple(parts)}")
     x = jnp.asarray(images, jnp.float32)
     model = build(explainer.spec, explainer.model_cfg)
-    first = explain(explainer, x)
-    target = first.target
-    maps = [np.asarray(first.maps)]
+    # Logits via the same compiled function as the cascade's maps (target = class 0 first).
+    logits = explain(explainer, x, target=np.zeros(x.shape[0], np.int32)).logits
+    target = jnp.argmax(logits, axis=-1)
+    maps = [np.asarray(explain(explainer, x, target=target).maps)]
     steps: list[str] = []
     key_b, key_a = jax.random.split(jax.random.key(seed))
     xn = (x[:1] - explainer.mean) / explainer.std
@@ -151,7 +152,7 @@ def cascading_randomization(
             order = call_order(lambda v: model.backbone.apply(v, xn), variables)
         else:
             variables = explainer.attn_vars
-            random_vars = model.init(key_a, explainer.backbone_vars, x[:1])
+            random_vars = jax.jit(model.init)(key_a, explainer.backbone_vars, x[:1])
             feats = jax.eval_shape(lambda v: model.features(v, xn)[1], explainer.backbone_vars)
             feats = [jnp.zeros(f.shape, f.dtype) for f in feats]
             order = call_order(

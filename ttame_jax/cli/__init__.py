@@ -1,0 +1,1 @@
+"""The ``ttame`` command line: ``train``, ``evaluate``, ``explain`` and ``sanity``."""
