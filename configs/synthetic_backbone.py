@@ -14,9 +14,10 @@ import ml_collections
 
 from ttame_jax.data import synthetic
 
-# Per backbone: (steps, peak learning rate), the shortest runs found that reach
-# >= 95 % test accuracy on the default data (see the json written next to the weights).
-_RECIPES = {"cnn": (250, 4e-3), "vit": (400, 2e-3)}
+# Per backbone: (steps, peak learning rate). cnn: 99.7 % test accuracy at 250 steps
+# (88.7 % at 200). vit: NOT yet tuned to 95 % (issue 6): every ViT variant tried
+# stayed near chance after 100-150 steps.
+_RECIPES = {"cnn": (250, 4e-3), "vit": (600, 1e-3)}
 
 
 def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:

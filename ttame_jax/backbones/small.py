@@ -3,8 +3,7 @@
 - ``synthetic_cnn``: a ResNet-18-like network with one BasicBlock per stage
   (``conv1 -> layer1 (32 px) -> layer2 (16 px) -> layer3 (8 px) -> fc``).
 - ``synthetic_vit``: a pre-LN ViT with 8 px patches (an 8 x 8 token grid at
-  64 px) embedded by a small conv stem, a class token and 4 encoder blocks;
-  it reuses ``vit_b_16``'s
+  64 px), a class token and 4 encoder blocks; it reuses ``vit_b_16``'s
   :class:`~ttame_jax.backbones.vit.Encoder`, so the Flax paths are
   torchvision's (``encoder/layers/encoder_layer_k/ln_1`` ...).
 
@@ -111,57 +110,34 @@ def _vit_taps(depth: int) -> dict[str, tuple[str, ...]]:
     return taps
 
 
-class ConvStem(nn.Module):
-    """Hybrid patch embedding: 64 px -> 8 x 8 tokens of ``hidden`` features.
-
-    The first stages of :class:`SyntheticCNN` (``conv1``, ``layer1``,
-    ``layer2``, to 16 x 16) and a 2x2 stride-2 conv, like the hybrid ViTs of
-    Dosovitskiy et al. (2021): trained from scratch on little data, a plain
-    ``patch x patch`` embedding does not learn the textures in a few hundred
-    steps (measured: chance accuracy after 100 steps, vs. 56 % for the CNN).
-    """
-
-    hidden: int
-    widths: tuple[int, int] = (16, 32)
-
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = nn.Conv(
-            self.widths[0], (3, 3), (2, 2), padding=((1, 1), (1, 1)), use_bias=False, name="conv1"
-        )(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn1")(x)
-        x = nn.relu(x)
-        x = Stage(self.widths[0], 1, 1, name="layer1")(x, train)
-        x = Stage(self.widths[1], 1, 2, name="layer2")(x, train)
-        return nn.Conv(self.hidden, (2, 2), (2, 2), padding="VALID", name="proj")(x)
-
-
 class SyntheticViT(nn.Module):
     """Small ViT: ``(B, 64, 64, 3)`` normalised -> logits ``(B, 8)``.
 
-    ``conv_proj`` (:class:`ConvStem`, 8 x 8 tokens of 8 px) -> class token ->
-    ``encoder`` (4 pre-LN blocks) -> ``heads_head`` on the class token.
-    Taps: token sequences ``(B, 1 + 64, hidden)`` (class token first).
+    ``conv_proj`` (8x8 patches, stride 8: an 8 x 8 token grid) -> class token ->
+    ``encoder`` (4 pre-LN blocks, torchvision's names) -> ``heads_head`` on the
+    class token. Taps: token sequences ``(B, 1 + 64, hidden)`` (class token first).
     """
 
     num_classes: int = synthetic.NUM_CLASSES
+    patch: int = 8
     hidden: int = 96
     num_heads: int = 4
     mlp_dim: int = 192
-    pool: str = "token"  # head input: "token" (class token) | "gap" (mean of patch tokens)
 
     tap_paths: ClassVar[dict[str, tuple[str, ...]]] = _vit_taps(_VIT_DEPTH)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        del train  # no dropout or BatchNorm
         check_input(x, "synthetic_vit", INPUT_SIZE)
-        x = ConvStem(self.hidden, name="conv_proj")(x, train)
+        p = (self.patch, self.patch)
+        x = nn.Conv(self.hidden, p, p, padding="VALID", name="conv_proj")(x)
         b, h, w, d = x.shape
+        x = x.reshape(b, h * w, d)  # row-major patches, as torchvision
         cls = self.param("class_token", nn.initializers.zeros, (1, 1, d))
-        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)), x.reshape(b, h * w, d)], axis=1)
+        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)), x], axis=1)
         x = Encoder(_VIT_DEPTH, self.num_heads, self.mlp_dim, name="encoder")(x)
-        pooled = x[:, 0] if self.pool == "token" else jnp.mean(x[:, 1:], axis=1)
-        return nn.Dense(self.num_classes, name="heads_head")(pooled)
+        return nn.Dense(self.num_classes, name="heads_head")(x[:, 0])
 
 
 _COMMON = dict(

@@ -1,0 +1,99 @@
+"""Training the synthetic backbones: a reduced run beats chance and uses the target only."""
+
+import dataclasses
+import json
+import os
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ttame_jax import backbones
+from ttame_jax.data import synthetic
+from ttame_jax.data import synthetic_scene as scene_lib
+from ttame_jax.training import classifier
+
+CHANCE = 1.0 / synthetic.NUM_CLASSES
+
+
+def _predict(name, variables, images):
+    spec = backbones.get_spec(name)
+    x = (jnp.asarray(images, jnp.float32) / 255.0 - jnp.asarray(spec.mean)) / jnp.asarray(spec.std)
+    return np.asarray(jax.jit(backbones.create(name).apply)(variables, x).argmax(-1))
+
+
+@pytest.fixture(scope="module")
+def reduced_cnn(tmp_path_factory):
+    cfg = synthetic.default_config()
+    cfg.train_size, cfg.test_size, cfg.two_object_fraction = 2000, 300, 0.0
+    workdir = str(tmp_path_factory.mktemp("clf"))
+    variables, acc = classifier.train_classifier(
+        "synthetic_cnn", cfg, steps=150, batch_size=64, lr=4e-3, seed=0,
+        workdir=workdir, progress=False,
+    )  # fmt: skip
+    return variables, acc, workdir
+
+
+def test_reduced_training_beats_chance_by_far(reduced_cnn):
+    _, acc, _ = reduced_cnn
+    assert acc > 3 * CHANCE  # chance is 1/8
+
+
+def test_weights_and_facts_are_written(reduced_cnn):
+    variables, acc, workdir = reduced_cnn
+    with open(os.path.join(workdir, "synthetic_cnn.msgpack"), "rb") as f:
+        restored = flax.serialization.msgpack_restore(f.read())
+    assert jax.tree.structure(restored) == jax.tree.structure(jax.device_get(variables))
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(variables), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with open(os.path.join(workdir, "synthetic_cnn.json")) as f:
+        facts = json.load(f)
+    assert facts["test"]["accuracy"] == acc and facts["steps"] == 150
+
+
+def test_the_class_follows_the_target_and_nothing_else(reduced_cnn):
+    variables, acc, _ = reduced_cnn
+    src = synthetic.SyntheticSource("test", size=64, num_examples=300, seed=0)
+    scenes = [src.scene(i) for i in range(len(src))]
+    labels = np.array([s.labels[0] for s in scenes])
+    plain = np.stack([scene_lib.render(s)[0] for s in scenes])
+    # Without its target an image holds no class: predictions fall to chance.
+    empty = np.stack([scene_lib.render(s, with_targets=False)[0] for s in scenes])
+    # Repainting the target with the next class's pattern moves the prediction along.
+    repainted = [
+        dataclasses.replace(
+            s, targets=(dataclasses.replace(s.targets[0], pattern=scene_lib.PATTERNS[(y + 1) % 8]),)
+        )
+        for s, y in zip(scenes, labels, strict=True)
+    ]
+    swapped = np.stack([scene_lib.render(s)[0] for s in repainted])
+    acc_plain = np.mean(_predict("synthetic_cnn", variables, plain) == labels)
+    acc_empty = np.mean(_predict("synthetic_cnn", variables, empty) == labels)
+    pred_swapped = _predict("synthetic_cnn", variables, swapped)
+    assert acc_plain == pytest.approx(acc)
+    assert acc_empty < 2 * CHANCE
+    assert np.mean(pred_swapped == (labels + 1) % 8) > 3 * CHANCE
+    assert np.mean(pred_swapped == labels) < 2 * CHANCE
+
+
+def test_bad_backbone_for_the_data_is_explained():
+    cfg = synthetic.default_config()
+    cfg.train_size, cfg.test_size = 4, 4
+    with pytest.raises(ValueError, match="outputs but the data has"):
+        classifier.train_classifier("resnet50", cfg, steps=1, progress=False)
+
+
+_VIT_OPEN = pytest.mark.xfail(reason="ViT recipe not yet tuned to 95 % (issue 6)", strict=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["cnn", pytest.param("vit", marks=_VIT_OPEN)])
+def test_full_recipe_reaches_95_percent(kind, tmp_path):
+    from configs import synthetic_backbone
+
+    _, acc = classifier.train_from_config(
+        synthetic_backbone.get_config(kind), str(tmp_path), progress=False
+    )
+    assert acc >= 0.95
