@@ -1,5 +1,6 @@
-"""Trains T-TAME on a frozen backbone.
+"""Trains T-TAME on a frozen backbone, or runs the synthetic benchmark (the default).
 
+    python train.py --workdir=runs/benchmark      # configs/synthetic.py: docs/benchmark.md
     python train.py --config=configs/vit.py --workdir=runs/vit \
         --config.data.root=/data/imagenet --config.train.batch_size=64
 
@@ -8,7 +9,8 @@ Any config field can be overridden with ``--config.<section>.<field>=value``
 same ``--workdir`` resumes from its latest checkpoint. ``--multihost`` calls
 ``jax.distributed.initialize()`` first (one process per host; also automatic
 when ``JAX_COORDINATOR_ADDRESS`` is set). The logic lives in
-``ttame_jax.training.trainer.train_and_evaluate``.
+``ttame_jax.training.trainer.train_and_evaluate``; a config with a ``benchmark``
+section (``configs/synthetic.py``) goes to ``ttame_jax.benchmark.run_benchmark``.
 """
 
 from absl import app, flags, logging
@@ -16,8 +18,9 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
-    "configs/resnet50.py:smoke",
-    "Training config file, optionally with a variant: configs/<name>.py[:smoke].",
+    "configs/synthetic.py",
+    "Config file, optionally with a variant: configs/<name>.py[:smoke] (default: the "
+    "synthetic benchmark).",
     lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).")
@@ -35,7 +38,12 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; -v 0 shows it
     sharding.initialize_multihost(_MULTIHOST.value)
-    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if "benchmark" in _CONFIG.value:
+        from ttame_jax.benchmark import run_benchmark
+
+        run_benchmark(_CONFIG.value, _WORKDIR.value)
+    else:
+        trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
