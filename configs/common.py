@@ -9,20 +9,39 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from ttame_jax.backbones import get_spec
 from ttame_jax.data import DEFAULTS as DATA_DEFAULTS
 from ttame_jax.data import synthetic
 
-VARIANTS = ("", "smoke")
+VARIANTS = ("smoke", "1tap")
 
 
-def check_variant(arg: str | None) -> str:
-    """The config variant named after the colon in ``--config=file.py:variant``."""
-    arg = (arg or "").strip()
-    if arg not in VARIANTS:
+def parse_variants(arg: str | None) -> frozenset[str]:
+    """The variants named after the colon in ``--config=file.py:v1,v2``.
+
+    ``smoke`` shrinks the run to a CPU minute on generated data; ``1tap`` keeps only the
+    last of the backbone's default taps (the one-tap T-TAME variant, close to L-CAM-Img).
+    """
+    names = frozenset(v.strip() for v in (arg or "").split(",") if v.strip())
+    unknown = sorted(names - set(VARIANTS))
+    if unknown:
         raise ValueError(
-            f"unknown config variant {arg!r}; use one of {VARIANTS} (e.g. configs/vit.py:smoke)"
+            f"unknown config variant(s) {unknown}; use any of {VARIANTS}, comma-separated "
+            "(e.g. configs/vit.py:smoke or configs/resnet50.py:1tap,smoke)"
         )
-    return arg
+    return names
+
+
+def build(backbone: str, arg: str | None) -> ml_collections.ConfigDict:
+    """The locked config of ``backbone`` with the variants of ``arg`` applied."""
+    variants = parse_variants(arg)
+    config = get_base_config(backbone)
+    if "1tap" in variants:
+        config.model.taps = (get_spec(backbone).taps[-1],)
+    if "smoke" in variants:
+        config = smoke(config)
+    config.lock()
+    return config
 
 
 def get_base_config(backbone: str) -> ml_collections.ConfigDict:

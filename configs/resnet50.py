@@ -9,6 +9,8 @@ Quick CPU check on generated data with random weights (about a minute)::
 
     python train.py --config=configs/resnet50.py:smoke --workdir=/tmp/resnet50_smoke
 
+One-tap variant (≈ L-CAM-Img, paper Tables 2–5): ``--config=configs/resnet50.py:1tap``.
+
 Default taps: layer2, layer3, layer4 (the backbone's registry default).
 """
 
@@ -16,10 +18,5 @@ from configs import common
 
 
 def get_config(arg: str | None = None):
-    """Config for resnet50; ``arg`` = "" (full run) or "smoke"."""
-    variant = common.check_variant(arg)
-    config = common.get_base_config("resnet50")
-    if variant == "smoke":
-        config = common.smoke(config)
-    config.lock()
-    return config
+    """Config for resnet50; ``arg``: "" (full run) or variants "smoke", "1tap" (comma-separated)."""
+    return common.build("resnet50", arg)

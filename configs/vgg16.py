@@ -9,6 +9,8 @@ Quick CPU check on generated data with random weights (about a minute)::
 
     python train.py --config=configs/vgg16.py:smoke --workdir=/tmp/vgg16_smoke
 
+One-tap variant (≈ L-CAM-Img, paper Tables 2–5): ``--config=configs/vgg16.py:1tap``.
+
 Default taps: features.16, features.23, features.30 (the backbone's registry default).
 """
 
@@ -16,10 +18,5 @@ from configs import common
 
 
 def get_config(arg: str | None = None):
-    """Config for vgg16; ``arg`` = "" (full run) or "smoke"."""
-    variant = common.check_variant(arg)
-    config = common.get_base_config("vgg16")
-    if variant == "smoke":
-        config = common.smoke(config)
-    config.lock()
-    return config
+    """Config for vgg16; ``arg``: "" (full run) or variants "smoke", "1tap" (comma-separated)."""
+    return common.build("vgg16", arg)

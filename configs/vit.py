@@ -9,6 +9,8 @@ Quick CPU check on generated data with random weights (about a minute)::
 
     python train.py --config=configs/vit.py:smoke --workdir=/tmp/vit_smoke
 
+One-tap variant (≈ L-CAM-Img, paper Tables 2–5): ``--config=configs/vit.py:1tap``.
+
 Default taps: encoder.layers.encoder_layer_{9,10,11}.ln (the registry default).
 """
 
@@ -16,10 +18,5 @@ from configs import common
 
 
 def get_config(arg: str | None = None):
-    """Config for vit_b_16; ``arg`` = "" (full run) or "smoke"."""
-    variant = common.check_variant(arg)
-    config = common.get_base_config("vit_b_16")
-    if variant == "smoke":
-        config = common.smoke(config)
-    config.lock()
-    return config
+    """Config for vit_b_16; ``arg``: "" (full run) or variants "smoke", "1tap" (comma-separated)."""
+    return common.build("vit_b_16", arg)

@@ -36,8 +36,17 @@ def test_smoke_variant_uses_generated_data_and_random_weights(module):
     assert config.data.name == "synthetic" and config.backbone.weights == "random"
     assert config.train.batch_size * config.train.epochs * config.train.steps_per_epoch <= 16
     config_utils.validate(config)
-    with pytest.raises(ValueError, match="unknown config variant 'tiny'"):
+    with pytest.raises(ValueError, match=r"unknown config variant\(s\) \['tiny'\]"):
         importlib.import_module(f"configs.{module}").get_config("tiny")
+
+
+@pytest.mark.parametrize("module", CONFIGS)
+def test_one_tap_variant_keeps_the_last_default_tap(module):
+    full = importlib.import_module(f"configs.{module}").get_config("")
+    config = importlib.import_module(f"configs.{module}").get_config("1tap,smoke")
+    spec, model = config_utils.validate(config)
+    assert model.taps == (spec.taps[-1],) and len(spec.taps) == 3
+    assert config.data.name == "synthetic" and full.model.taps == ()
 
 
 def _smoke(**overrides):
