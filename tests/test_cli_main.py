@@ -186,3 +186,20 @@ def test_console_script_is_declared():
     if not scripts:
         pytest.skip("the ttame console script is not installed yet (pyproject [project.scripts])")
     assert next(iter(scripts)).value == "ttame_jax.cli.main:main"
+
+
+def test_python_snippet_of_the_docs(checkpoint, images, tmp_path):
+    text = open(os.path.join(os.path.dirname(__file__), "..", "docs", "cli.md")).read()
+    snippet = text.split("```python\n")[1].split("```")[0]
+    for old, new in {
+        "runs/demo": checkpoint,
+        "cat.jpg": str(images / "rgb.jpg"),
+        "dog.png": str(images / "gray.png"),
+        "cat_overlay.png": str(tmp_path / "overlay.png"),
+    }.items():
+        snippet = snippet.replace(f'"{old}"', repr(new))
+    scope = {}
+    exec(compile(snippet, "docs/cli.md", "exec"), scope)
+    assert scope["out"].maps.shape == (2, S, S)
+    with Image.open(tmp_path / "overlay.png") as png:
+        assert png.size == (S, S)
