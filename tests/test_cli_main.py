@@ -104,6 +104,7 @@ def test_explain_reports_and_skips_the_corrupt_file(explained, images):
     for key in ("versions", "config", "seed", "checkpoint", "backbone", "argv"):
         assert key in manifest
     assert manifest["checkpoint"]["step"] == 2 and manifest["versions"]["jax"]
+    assert manifest["complete"] is True
     assert manifest["config"]["backbone"]["name"] == "synthetic_cnn"
 
 

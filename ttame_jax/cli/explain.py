@@ -70,8 +70,19 @@ def _scores(logits):
     return jax.nn.softmax(logits, axis=-1)
 
 
-def _zeros(n: int) -> np.ndarray:
-    return np.zeros((n, 1), np.int32)
+def _explain_batch(explainer, x, fixed, top_k):
+    """``(classes (B, k), top (B, top_k), probs (B, K), maps (B, k, S, S))`` as NumPy."""
+    b = x.shape[0]
+    if fixed:
+        result = explain(explainer, x, classes=np.tile(fixed, (b, 1)))
+        probs = np.asarray(_scores(result.logits))
+    else:  # logits first (with a cheap class-0 map), then the maps of the top-k classes
+        first = explain(explainer, x, classes=np.zeros((b, 1), np.int32))
+        probs = np.asarray(_scores(first.logits))
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    if not fixed:
+        result = explain(explainer, x, classes=top)
+    return np.asarray(result.target), top, probs, np.asarray(result.maps)
 
 
 def _batches(files, size, batch_size):
@@ -99,8 +110,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     top_k = min(args.top_k, spec.num_classes)
     stems = dict(zip(files, common.output_stems(files), strict=True))
     records, skipped = [], []
+    batch = min(args.batch_size, len(files))
+    run_record = dict(backbone=spec.name, input_size=size, top_k=top_k, classes=fixed)
+    manifest_path = os.path.join(args.out, common.MANIFEST)
+    common.write_json(  # written first: a crashed run's folder is protected too
+        manifest_path,
+        common.manifest("explain", argv, config, workdir, step, complete=False, **run_record),
+    )
     bar = tqdm(total=len(files), unit="img", disable=args.no_progress, desc="explain")
-    for paths, images, bad in _batches(files, size, args.batch_size):
+    for paths, images, bad in _batches(files, size, batch):
         for path, error in bad:
             common.warn(f"skipping {path}: {error}")
         skipped.extend({"path": p, "error": e} for p, e in bad)
@@ -108,29 +126,19 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         if not paths:
             continue
         n = len(paths)
-        x = np.zeros((args.batch_size, size, size, 3), np.float32)  # fixed shape: one compile
+        x = np.zeros((batch, size, size, 3), np.float32)  # fixed shape: one compilation
         x[:n] = np.stack(images)
-        xj = jnp.asarray(x)
-        if fixed:
-            result = explain(explainer, xj, classes=np.tile(fixed, (len(x), 1)))
-            probs = np.asarray(_scores(result.logits))
-        else:  # logits first (with a cheap class-0 map), then the maps of the top-k
-            probs = np.asarray(_scores(explain(explainer, xj, classes=_zeros(len(x))).logits))
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
-        classes = np.tile(fixed, (len(x), 1)) if fixed else top
-        if not fixed:
-            result = explain(explainer, xj, classes=classes)
-        maps = np.asarray(result.maps)
+        classes, top, probs, maps = _explain_batch(explainer, jnp.asarray(x), fixed, top_k)
         for i, path in enumerate(paths):
             records.append(_write(args, path, stems[path], x[i], maps[i], classes[i], top[i],
                                   probs[i], names))  # fmt: skip
         bar.update(n)
     bar.close()
     common.write_json(
-        os.path.join(args.out, common.MANIFEST),
+        manifest_path,
         common.manifest(
-            "explain", argv, config, workdir, step, backbone=spec.name, input_size=size,
-            top_k=top_k, classes=fixed, images=records, skipped=skipped,
+            "explain", argv, config, workdir, step, complete=True, **run_record,
+            images=records, skipped=skipped,
         ),
     )  # fmt: skip
     print(f"explained {len(records)} image(s), skipped {len(skipped)}; wrote {args.out}")
