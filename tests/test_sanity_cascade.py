@@ -20,7 +20,7 @@ def result():
     images = next(source.batches(3, shuffle=False, augment=False))["image"]
     backbone_vars = backbones.load_pretrained("synthetic_cnn", "random", seed=0)
     model = build(spec, config.model)
-    attn_vars = model.init(jax.random.key(1), backbone_vars, images[:1])
+    attn_vars = jax.jit(model.init)(jax.random.key(1), backbone_vars, images[:1])
     explainer = Explainer.from_model(model, backbone_vars, attn_vars)
     return cascading_randomization(explainer, images, seed=0)
 
