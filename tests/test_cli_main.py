@@ -4,6 +4,7 @@ import csv
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -182,11 +183,13 @@ def test_full_cli_in_subprocesses(checkpoint, images, tmp_path):
     assert os.path.isfile(os.path.join(run, "eval", "report.md"))
 
 
-def test_console_script_is_declared():
+def test_console_script_is_installed():
     scripts = importlib.metadata.entry_points(group="console_scripts", name="ttame")
-    if not scripts:
-        pytest.skip("the ttame console script is not installed yet (pyproject [project.scripts])")
+    assert scripts, "the ttame console script is not installed (pyproject [project.scripts])"
     assert next(iter(scripts)).value == "ttame_jax.cli.main:main"
+    exe = shutil.which("ttame") or os.path.join(os.path.dirname(sys.executable), "ttame")
+    done = subprocess.run([exe, "explain", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--checkpoint" in done.stdout, done.stderr
 
 
 def test_python_snippet_of_the_docs(checkpoint, images, tmp_path):
