@@ -1,0 +1,91 @@
+"""The synthetic benchmark end to end on its reduced ``test`` config (one backbone,
+T-TAME and Grad-CAM, tiny data): report structure, figures, backbone accuracy, reuse."""
+
+import json
+import math
+import os
+
+import pytest
+
+from configs import synthetic as synthetic_config
+from ttame_jax.benchmark import pipeline, report
+from ttame_jax.data.synthetic import NUM_CLASSES
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    config = synthetic_config.get_config("test")
+    workdir = str(tmp_path_factory.mktemp("benchmark"))
+    result = pipeline.run_benchmark(config, workdir)
+    return config, workdir, result
+
+
+def test_report_json_has_every_method_and_metric(run):
+    config, workdir, result = run
+    with open(os.path.join(workdir, "report.json")) as f:
+        saved = json.load(f)
+    assert set(saved["backbones"]) == set(config.benchmark.backbones)
+    for name, b in saved["backbones"].items():
+        assert list(b["rows"]) == list(config.benchmark.methods), name
+        for method, row in b["rows"].items():
+            for key in report.METRICS:
+                assert math.isfinite(row[key]), (name, method, key, row[key])
+            for key in ("pointing_game", "mass_inside", "counterfactual"):
+                assert 0.0 <= row[key] <= 100.0
+        assert b["num_counterfactual_images"] == config.benchmark.num_counterfactual
+    assert saved["backbones"] == json.loads(json.dumps(result["backbones"]))
+
+
+def test_report_markdown_states_accuracy_table_and_verdict(run):
+    config, workdir, result = run
+    with open(os.path.join(workdir, "report.md")) as f:
+        text = f.read()
+    for name, b in result["backbones"].items():
+        assert f"## {name}" in text
+        assert f"Backbone test accuracy: **{100 * b['test_accuracy']:.1f} %**" in text
+        for method in config.benchmark.methods:
+            assert f"\n| {method} | " in text
+        assert report.verdict(b["rows"]) in text
+    for header, _, _ in report.COLUMNS:
+        assert header in text
+
+
+def test_figures_are_written(run):
+    config, workdir, _ = run
+    folder = os.path.join(workdir, "figures")
+    for name in config.benchmark.backbones:
+        expected = [f"{name}_road_curves.png"]
+        for i in range(config.benchmark.num_figures):
+            expected += [f"{name}_overlay_{i}.png", f"{name}_counterfactual_{i}.png"]
+        for file in expected:
+            with open(os.path.join(folder, file), "rb") as f:
+                assert f.read(8) == b"\x89PNG\r\n\x1a\n", file
+
+
+def test_trained_backbones_beat_chance_widely(run):
+    _, _, result = run
+    for name, b in result["backbones"].items():
+        assert b["test_accuracy"] > 3.0 / NUM_CLASSES, (name, b["test_accuracy"])
+
+
+def test_trained_backbone_is_reused_and_other_settings_are_refused(run, capsys):
+    config, workdir, result = run
+    name = config.benchmark.backbones[0]
+    folder = os.path.join(workdir, name)
+    again = pipeline.train_backbone(config, name, folder)
+    assert "reusing the trained backbone" in capsys.readouterr().out
+    assert again["accuracy"] == result["backbones"][name]["test_accuracy"]
+    other = config.copy_and_resolve_references()
+    other.unlock()
+    other.classifier.cnn_lr *= 2
+    with pytest.raises(ValueError, match="trained with other settings"):
+        pipeline.train_backbone(other, name, folder)
+
+
+def test_config_rejects_unknown_variant_and_non_benchmark_configs(tmp_path):
+    with pytest.raises(ValueError, match="unknown variant"):
+        synthetic_config.get_config("huge")
+    from configs import resnet50
+
+    with pytest.raises(ValueError, match="not a benchmark config"):
+        pipeline.run_benchmark(resnet50.get_config("smoke"), str(tmp_path))
