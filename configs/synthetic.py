@@ -18,7 +18,7 @@ The top level is a T-TAME training config (``configs/common.py``) whose
 
 import ml_collections
 
-from configs import common
+from configs import common, synthetic_backbone
 
 VARIANTS = ("", "smoke", "test")
 
@@ -53,13 +53,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.val_steps = 2  # val batches per epoch
     c.train.val_adic_percent = 0.0  # AD/IC is measured on the test split by the benchmark
 
-    c.classifier = ml_collections.ConfigDict()  # backbone training (training/classifier.py)
-    c.classifier.cnn_steps = 250  # AdamW steps of synthetic_cnn
-    c.classifier.cnn_lr = 4e-3  # its peak learning rate
-    c.classifier.vit_steps = 400  # AdamW steps of synthetic_vit
-    c.classifier.vit_lr = 2e-3
-    c.classifier.batch_size = 64
-    c.classifier.weight_decay = 0.05
+    # Backbone training (training/classifier.py); steps and learning rates follow the
+    # recipes of configs/synthetic_backbone.py.
+    cnn, vit = synthetic_backbone.get_config("cnn"), synthetic_backbone.get_config("vit")
+    c.classifier = ml_collections.ConfigDict()
+    c.classifier.cnn_steps = cnn.steps  # AdamW steps of synthetic_cnn
+    c.classifier.cnn_lr = cnn.lr  # its peak learning rate
+    c.classifier.vit_steps = vit.steps  # AdamW steps of synthetic_vit
+    c.classifier.vit_lr = vit.lr
+    c.classifier.batch_size = cnn.batch_size  # images per step (both backbones)
+    c.classifier.weight_decay = cnn.weight_decay
     c.classifier.min_accuracy = 0.95  # the report flags a backbone below this test accuracy
 
     c.benchmark = ml_collections.ConfigDict()  # its presence makes train.py run the benchmark
