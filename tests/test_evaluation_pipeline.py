@@ -1,6 +1,5 @@
 """evaluate() end to end on a tiny checkpoint: report files, numbers, resume, failed reruns."""
 
-import functools
 import json
 import os
 import types
@@ -28,12 +27,8 @@ def tiny_config():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _reuse_backbone_init():
-    """Each evaluate() loads the same random synthetic_cnn: initialise (compile) it once."""
-    patch = pytest.MonkeyPatch()
-    patch.setattr(backbones, "load_pretrained", functools.cache(backbones.load_pretrained))
-    yield
-    patch.undo()
+def _reuse_backbone_init(cached_load_pretrained):
+    """Every run here loads the same random synthetic_cnn (see conftest)."""
 
 
 @pytest.fixture(scope="module")

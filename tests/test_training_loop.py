@@ -1,6 +1,5 @@
 """train_and_evaluate end to end on the synthetic backbone: logs, checkpoints, resume, NaN, load."""
 
-import functools
 import json
 import os
 
@@ -11,7 +10,6 @@ import pytest
 import ttame_jax
 import ttame_jax.data
 from configs import common
-from ttame_jax import backbones
 from ttame_jax.training import checkpoint
 from ttame_jax.training.schedule import OneCycle
 from ttame_jax.training.trainer import train_and_evaluate
@@ -37,12 +35,8 @@ def _leaves(state):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _reuse_backbone_init():
-    """Every run here loads the same random synthetic_cnn: initialise (compile) it once."""
-    patch = pytest.MonkeyPatch()
-    patch.setattr(backbones, "load_pretrained", functools.cache(backbones.load_pretrained))
-    yield
-    patch.undo()
+def _reuse_backbone_init(cached_load_pretrained):
+    """Every run here loads the same random synthetic_cnn (see conftest)."""
 
 
 @pytest.fixture(scope="module")
