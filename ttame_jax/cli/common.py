@@ -25,6 +25,15 @@ MANIFEST = "manifest.json"
 _PACKAGES = ("ttame-jax", "jax", "jaxlib", "flax", "orbax-checkpoint", "numpy", "pillow")
 
 
+def add_run_arguments(parser, images_help: str) -> None:
+    """The arguments every checkpoint-reading subcommand shares: images, run, output."""
+    parser.add_argument("images", nargs="+", help=images_help)
+    parser.add_argument("--checkpoint", required=True, help="workdir of a training run")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default latest)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="reuse an --out of a prior run")
+
+
 def list_images(inputs: list[str]) -> list[str]:
     """Files as given, folders expanded (recursively, sorted) to their image files.
 

@@ -30,10 +30,7 @@ from ttame_jax.visualize import save_overlay, topk_figure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", help="image files and/or folders (recursive)")
-    parser.add_argument("--checkpoint", required=True, help="workdir of a training run")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default latest)")
-    parser.add_argument("--out", required=True, help="output folder")
+    common.add_run_arguments(parser, "image files and/or folders (recursive)")
     parser.add_argument("--top-k", type=int, default=3, help="classes explained per image")
     parser.add_argument(
         "--classes", default=None,
@@ -42,7 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
     parser.add_argument("--figures", action="store_true", help="also write <stem>_classes.png")
-    parser.add_argument("--overwrite", action="store_true", help="reuse an --out of a prior run")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

@@ -21,15 +21,11 @@ from ttame_jax.visualize import sanity_figure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", help="image files and/or folders (a few images)")
-    parser.add_argument("--checkpoint", required=True, help="workdir of a training run")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default latest)")
-    parser.add_argument("--out", required=True, help="output folder")
+    common.add_run_arguments(parser, "image files and/or folders (a few images)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument(
         "--parts", default=",".join(PARTS), help="cascades to run: backbone, attention or both"
     )
-    parser.add_argument("--overwrite", action="store_true", help="reuse an --out of a prior run")
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
