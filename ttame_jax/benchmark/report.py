@@ -130,7 +130,7 @@ def render_markdown(result: dict) -> str:
         "# Synthetic ground-truth benchmark",
         "",
         f"Generated {cfg['data']['train_size']} training images at the backbones' input size "
-        "(a target object whose shape x pattern is the class, on textured clutter); backbones "
+        "(a target object whose fill pattern is the class, among clutter); backbones "
         "trained from scratch, then T-TAME, then every method explained the top-1 class of "
         f"the same test images. Total time {result['seconds']:.0f} s.",
         "",

@@ -1,7 +1,7 @@
 """The synthetic ground-truth benchmark as a data Source.
 
 Images are generated (see :mod:`ttame_jax.data.synthetic_scene`): clutter on a
-textured background and one target object whose shape x pattern is the class,
+textured background and one target object whose fill pattern is the class,
 so every image comes with the exact pixels of its class evidence. A share of
 the *test* images hold two targets of different classes, for counterfactual
 explanations (the map for class A should cover object A, not object B).
