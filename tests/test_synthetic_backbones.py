@@ -7,6 +7,7 @@ import pytest
 
 from ttame_jax import backbones
 from ttame_jax.data import synthetic
+from ttame_jax.training import classifier
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_vit_ln_tap_is_layernorm_of_the_block_input(models):
     taps = ("encoder.layers.encoder_layer_2", "encoder.layers.encoder_layer_3.ln")
     _, feats = backbones.extract(module, variables, _x(), taps)
     block_in, ln = feats[taps[0]], feats[taps[1]]
-    assert block_in.shape == ln.shape == (2, 1 + 8 * 8, 96)
+    assert block_in.shape == ln.shape == (2, 1 + 8 * 8, 64)
     # ln_1 of block 3 applied to block 2's output, written out (eps 1e-6).
     p = variables["params"]["encoder"]["layers"]["encoder_layer_3"]["ln_1"]
     mu = block_in.mean(-1, keepdims=True)
@@ -87,3 +88,36 @@ def test_wrong_input_is_explained(models, name):
         module.apply(variables, jnp.zeros((1, 32, 32, 3)))
     with pytest.raises(ValueError, match="NCHW"):
         module.apply(variables, jnp.zeros((1, 3, 64, 64)))
+
+
+def test_hybrid_vit_stem_is_the_cnn_stem(models):
+    cnn, cnn_vars = models["synthetic_cnn"]
+    vit, vit_vars = models["synthetic_vit"]
+    stem = ("conv1", "bn1", "layer1", "layer2", "layer3")
+    for col in ("params", "batch_stats"):
+        for name in stem:
+            if name in cnn_vars[col]:
+                assert jax.tree.map(jnp.shape, vit_vars[col][name]) == jax.tree.map(
+                    jnp.shape, cnn_vars[col][name]
+                )
+    # Started from the CNN, the ViT's patch embedding reads the CNN's layer3 features.
+    started = classifier.transplant(vit_vars, cnn_vars)
+    _, f_cnn = backbones.extract(cnn, cnn_vars, _x(), ("layer3",))
+    _, f_vit = backbones.extract(vit, started, _x(), ("conv_proj",))
+    p = started["params"]["conv_proj"]
+    expected = jnp.einsum("bhwc,cd->bhwd", f_cnn["layer3"], p["kernel"][0, 0]) + p["bias"]
+    np.testing.assert_allclose(f_vit["conv_proj"], expected, rtol=1e-4, atol=1e-4)
+    # The modules the CNN lacks keep their own initialisation.
+    for name in ("conv_proj", "encoder", "heads_head", "class_token"):
+        assert jax.tree.all(
+            jax.tree.map(np.array_equal, started["params"][name], vit_vars["params"][name])
+        )
+
+
+def test_transplant_refuses_unrelated_or_misshaped_variables(models):
+    _, vit_vars = models["synthetic_vit"]
+    with pytest.raises(ValueError, match="shares no module"):
+        classifier.transplant(vit_vars, {"params": {"fc": {}}})
+    bad = {"params": {"conv1": {"kernel": jnp.zeros((3, 3, 3, 8))}}}
+    with pytest.raises(ValueError, match="params/conv1.*other shapes"):
+        classifier.transplant(vit_vars, bad)

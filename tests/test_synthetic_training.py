@@ -85,15 +85,29 @@ def test_bad_backbone_for_the_data_is_explained():
         classifier.train_classifier("resnet50", cfg, steps=1, progress=False)
 
 
-_VIT_OPEN = pytest.mark.xfail(reason="ViT recipe not yet tuned to 95 % (issue 6)", strict=False)
+def test_vit_config_trains_the_cnn_stem_first_then_reuses_it(tmp_path, capsys):
+    from configs import synthetic_backbone
+
+    config = synthetic_backbone.get_config("vit_smoke")
+    assert config.init_from == "cnn_smoke"
+    classifier.train_from_config(config, str(tmp_path), progress=False)
+    for name in ("synthetic_cnn", "synthetic_vit"):
+        with open(tmp_path / f"{name}.json") as f:
+            assert json.load(f)["backbone"] == name
+    cnn_weights = (tmp_path / "synthetic_cnn.msgpack").read_bytes()
+    classifier.train_from_config(config, str(tmp_path), progress=True)
+    assert "its stem starts from" in capsys.readouterr().out
+    assert (tmp_path / "synthetic_cnn.msgpack").read_bytes() == cnn_weights  # reused
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["cnn", pytest.param("vit", marks=_VIT_OPEN)])
-def test_full_recipe_reaches_95_percent(kind, tmp_path):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("kind", ["cnn", "vit"])
+def test_full_recipe_reaches_95_percent(kind, seed, tmp_path):
     from configs import synthetic_backbone
 
-    _, acc = classifier.train_from_config(
-        synthetic_backbone.get_config(kind), str(tmp_path), progress=False
-    )
+    config = synthetic_backbone.get_config(kind)
+    config.unlock()
+    config.seed = seed  # also a new data set
+    _, acc = classifier.train_from_config(config, str(tmp_path), progress=False)
     assert acc >= 0.95

@@ -51,12 +51,20 @@ def ttame_config(config, backbone: str, weights: str) -> ml_collections.ConfigDi
 def train_backbone(config, backbone: str, folder: str) -> dict:
     """Stage 1: the trained backbone's facts (``<backbone>.json``), trained if missing.
 
+    A backbone with ``classifier.<kind>_init_from`` (the hybrid ViT: ``"cnn"``)
+    starts from that backbone, trained first (or reused) in ``folder``'s sibling.
+
     Raises:
       ValueError: ``folder`` holds a backbone trained with other settings.
     """
+    from ttame_jax.backbones import load_pretrained
     from ttame_jax.training.classifier import train_classifier
 
     cc, kind = config.classifier, backbone.removeprefix("synthetic_")
+    first = None
+    if cc.get(f"{kind}_init_from"):
+        name = f"synthetic_{cc[f'{kind}_init_from']}"
+        first = train_backbone(config, name, os.path.join(os.path.dirname(folder), name))
     settings = {
         "data": config.data.to_dict(),
         "steps": cc[f"{kind}_steps"],
@@ -64,6 +72,7 @@ def train_backbone(config, backbone: str, folder: str) -> dict:
         "batch_size": cc.batch_size,
         "weight_decay": cc.weight_decay,
         "seed": config.train.seed,
+        "init_from": first and {"weights": first["weights"], **first["settings"]},
     }
     weights = os.path.join(folder, f"{backbone}.msgpack")
     facts_file, settings_file = weights[: -len(".msgpack")] + ".json", f"{folder}/settings.json"
@@ -90,10 +99,17 @@ def train_backbone(config, backbone: str, folder: str) -> dict:
             seed=config.train.seed,
             workdir=folder,
             progress=config.benchmark.progress,
+            init_from=first and load_pretrained(first["backbone"], first["weights"]),
         )
     with open(facts_file) as f:
         facts = json.load(f)
-    return {"weights": weights, "accuracy": facts["test"]["accuracy"], "facts": facts}
+    return {
+        "backbone": backbone,
+        "weights": weights,
+        "accuracy": facts["test"]["accuracy"],
+        "facts": facts,
+        "settings": settings,
+    }
 
 
 def train_ttame(tcfg, folder: str) -> None:
@@ -123,6 +139,7 @@ def evaluate_methods(config, tcfg, ttame_dir: str, eval_dir: str) -> dict:
         num_images=bc.num_images,
         batch_size=bc.batch_size,
         insertion_deletion=bc.insertion_deletion,
+        insertion_deletion_steps=bc.insertion_deletion_steps,
         method_options=options,
         extra_metrics=localization.extra_metrics(),
         progress=bc.progress,

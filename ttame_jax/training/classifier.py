@@ -42,6 +42,31 @@ def _variables(params, batch_stats) -> dict:
     return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
+def transplant(variables: dict, source: dict) -> dict:
+    """``variables`` with every top-level module that ``source`` also has copied from it.
+
+    Raises:
+      ValueError: a shared module has other shapes, or no module is shared.
+    """
+    out, shared = {}, []
+    for col, modules in variables.items():
+        out[col] = dict(modules)
+        for name, tree in modules.items():
+            if name not in source.get(col, {}):
+                continue
+            want = jax.tree.map(jnp.shape, tree)
+            got = jax.tree.map(jnp.shape, source[col][name])
+            if want != got:
+                raise ValueError(f"cannot start {col}/{name} from a module of other shapes")
+            out[col][name] = jax.tree.map(jnp.asarray, source[col][name])
+            shared.append(f"{col}/{name}")
+    if not shared:
+        raise ValueError(
+            f"init_from shares no module with this backbone (it has {sorted(variables['params'])})"
+        )
+    return out
+
+
 def make_optimizer(lr: float, steps: int, weight_decay: float) -> optax.GradientTransformation:
     """AdamW whose learning rate warms up over 10 % of ``steps``, then decays (cosine) to 0."""
     schedule = optax.warmup_cosine_decay_schedule(
@@ -117,6 +142,7 @@ def train_classifier(
     workdir: str | None = None,
     augment: bool = True,
     progress: bool = True,
+    init_from: dict | None = None,
 ):
     """Trains ``backbone_name`` from random init on ``data_cfg``'s train split.
 
@@ -131,6 +157,9 @@ def train_classifier(
       workdir: where ``<backbone_name>.msgpack`` and ``.json`` go (``None``: nowhere).
       augment: random flips of the training images.
       progress: show a progress bar.
+      init_from: trained variables of another backbone whose top-level modules with the
+        same name and shapes start this one (e.g. a hybrid ViT's stem from
+        ``synthetic_cnn``); the others keep the random init.
 
     Returns:
       ``(variables, test_accuracy)``: the trained ``{"params"[, "batch_stats"]}``
@@ -151,6 +180,8 @@ def train_classifier(
 
     t0 = time.perf_counter()
     variables = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, size, size, 3)))
+    if init_from is not None:
+        variables = transplant(variables, init_from)
     tx = make_optimizer(lr, steps, weight_decay)
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
     state = TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params))
@@ -207,7 +238,26 @@ def train_classifier(
 
 
 def train_from_config(config, workdir: str, *, progress: bool = True):
-    """:func:`train_classifier` with the fields of ``configs/synthetic_backbone.py``."""
+    """:func:`train_classifier` with the fields of ``configs/synthetic_backbone.py``.
+
+    With ``config.init_from`` (the hybrid ViT: ``"cnn"``) that variant of the same
+    config file is trained first into the same ``workdir`` (with this config's data
+    and seed), or reused when ``workdir`` already holds its weights.
+    """
+    init = None
+    if config.init_from:
+        from configs import synthetic_backbone
+
+        first = synthetic_backbone.get_config(config.init_from)
+        first.unlock()
+        first.data, first.seed = config.data, config.seed
+        path = os.path.join(workdir, f"{first.backbone}.msgpack")
+        if os.path.exists(path):
+            init = backbones.load_pretrained(first.backbone, path)
+            if progress:
+                print(f"{config.backbone}: its stem starts from {path}")
+        else:
+            init, _ = train_from_config(first, workdir, progress=progress)
     return train_classifier(
         config.backbone,
         config.data,
@@ -218,6 +268,7 @@ def train_from_config(config, workdir: str, *, progress: bool = True):
         seed=config.seed,
         workdir=workdir,
         progress=progress,
+        init_from=init,
     )
 
 
