@@ -27,6 +27,11 @@ _ROAD_COMPAT = flags.DEFINE_enum(
     "road_compat", "grad-cam", ["grad-cam", "road"], "ROAD pixel selection (grad-cam = paper)."
 )
 _INS_DEL = flags.DEFINE_bool("insertion_deletion", False, "Also compute insertion/deletion AUC.")
+_INS_DEL_STEPS = flags.DEFINE_integer(
+    "insertion_deletion_steps",
+    100,
+    "Curve steps of insertion/deletion (RISE: H*W/224 pixels each).",
+)
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "val"], "Data split to evaluate.")
 _RISE_MASKS = flags.DEFINE_integer("rise_masks", None, "RISE N (default 8000; paper VGG-16: 4000).")
 _RISE_SEED = flags.DEFINE_integer("rise_seed", 0, "Seed of the RISE masks.")
@@ -73,6 +78,7 @@ def main(argv):
         batch_size=_BATCH_SIZE.value,
         road_compat=_ROAD_COMPAT.value,
         insertion_deletion=_INS_DEL.value,
+        insertion_deletion_steps=_INS_DEL_STEPS.value,
         method_options=method_options(_METHODS.value),
         split=_SPLIT.value,
         progress=_PROGRESS.value,

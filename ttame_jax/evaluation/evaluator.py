@@ -123,6 +123,7 @@ def evaluate(
     batch_size: int = 32,
     road_compat: str = "grad-cam",
     insertion_deletion: bool = False,
+    insertion_deletion_steps: int = 100,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     extra_metrics: Mapping[str, ExtraMetric] | None = None,
     split: str = "test",
@@ -143,6 +144,7 @@ def evaluate(
       batch_size: images per batch (also the cache granularity).
       road_compat: ``"grad-cam"`` (paper numbers) or ``"road"`` (original ROAD).
       insertion_deletion: also compute insertion/deletion AUC.
+      insertion_deletion_steps: its curve steps (the benchmark's 64 px images use 32).
       method_options: per-method options, e.g. ``{"rise": {"n_masks": 4000}}``.
       extra_metrics: ``{name: fn(maps, batch) -> (B,)}`` per-image values (NaN = skip).
       split: data split to evaluate ("test"; "val" for model selection).
@@ -174,7 +176,9 @@ def evaluate(
 
     explainer = load(train_dir, step)
     resolved = build_methods(list(methods), explainer, method_options)
-    ctx = scoring.Context.create(explainer, road_compat, insertion_deletion)
+    ctx = scoring.Context.create(
+        explainer, road_compat, insertion_deletion, insertion_deletion_steps
+    )
     workdir = workdir or f"{train_dir}/eval"
     common_key = {
         "version": CACHE_VERSION,
@@ -209,6 +213,7 @@ def evaluate(
         "batch_size": batch_size,
         "road_compat": road_compat,
         "insertion_deletion": bool(insertion_deletion),
+        "insertion_deletion_steps": int(insertion_deletion_steps),
     }
     results = report.summarise(per_method, meta)
     if write:

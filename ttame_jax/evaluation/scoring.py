@@ -61,6 +61,8 @@ class Context:
       mean, std: the backbone's per-channel normalisation.
       road_compat: ``"grad-cam"`` or ``"road"``.
       insertion_deletion: also compute insertion/deletion AUC.
+      insertion_deletion_steps: curve steps of insertion/deletion (RISE: H W / 224
+        pixels per step, i.e. 224 steps at 224 px).
     """
 
     module: nn.Module
@@ -69,10 +71,21 @@ class Context:
     std: tuple[float, ...]
     road_compat: str = "grad-cam"
     insertion_deletion: bool = False
+    insertion_deletion_steps: int = 100
 
     @classmethod
-    def create(cls, explainer, road_compat="grad-cam", insertion_deletion=False) -> Context:
+    def create(
+        cls,
+        explainer,
+        road_compat="grad-cam",
+        insertion_deletion=False,
+        insertion_deletion_steps=100,
+    ) -> Context:
         check_compat(road_compat)
+        if insertion_deletion and int(insertion_deletion_steps) < 1:
+            raise ValueError(
+                f"insertion_deletion_steps must be >= 1, got {insertion_deletion_steps}"
+            )
         return cls(
             explainer.spec.builder(),
             explainer.backbone_vars,
@@ -80,6 +93,7 @@ class Context:
             tuple(float(v) for v in np.asarray(explainer.std)),
             road_compat,
             bool(insertion_deletion),
+            int(insertion_deletion_steps),
         )
 
     def key(self) -> dict:
@@ -90,6 +104,7 @@ class Context:
             "road_compat": self.road_compat,
             "road_noise_seed": ROAD_NOISE_SEED,
             "insertion_deletion": self.insertion_deletion,
+            "insertion_deletion_steps": self.insertion_deletion_steps,
         }
 
 
@@ -106,7 +121,9 @@ def _metrics(module, variables, x01, maps, target, key, *, mean, std, compat, in
     )
     out.update({k: v for k, v in road.items() if k != "target"})
     if insdel:
-        auc = metrics.insertion_deletion(apply_fn, x01, maps, target, mean=mean, std=std)
+        auc = metrics.insertion_deletion(
+            apply_fn, x01, maps, target, mean=mean, std=std, steps=insdel
+        )
         out.update(insertion_auc=auc["insertion_auc"], deletion_auc=auc["deletion_auc"])
     return out
 
@@ -125,7 +142,8 @@ def score_batch(ctx: Context, x01, maps, target, index) -> dict[str, np.ndarray]
     out = _metrics(
         ctx.module, ctx.variables, np.asarray(x01, np.float32), np.asarray(maps, np.float32),
         np.asarray(target, np.int32), key, mean=ctx.mean, std=ctx.std,
-        compat=ctx.road_compat, insdel=ctx.insertion_deletion,
+        compat=ctx.road_compat,
+        insdel=ctx.insertion_deletion_steps if ctx.insertion_deletion else 0,
     )  # fmt: skip
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
