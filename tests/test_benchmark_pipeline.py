@@ -89,3 +89,20 @@ def test_config_rejects_unknown_variant_and_non_benchmark_configs(tmp_path):
 
     with pytest.raises(ValueError, match="not a benchmark config"):
         pipeline.run_benchmark(resnet50.get_config("smoke"), str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "ttame, expected",
+    [
+        ((60.0, 20.0, 90.0), "better than"),
+        ((60.0, 20.0, 80.0), "at least as well as"),
+        ((40.0, 20.0, 70.0), "mixed against"),
+        ((40.0, 10.0, 70.0), "not better than"),
+        ((50.0, 15.0, 80.0), "not better than"),
+    ],
+)
+def test_verdict_counts_wins_and_losses(ttame, expected):
+    keys = ("pointing_game", "mass_inside", "counterfactual")
+    gradcam = dict(zip(keys, (50.0, 15.0, 80.0), strict=True))
+    rows = {"ttame": dict(zip(keys, ttame, strict=True)), "gradcam": gradcam}
+    assert report.verdict(rows).startswith(f"T-TAME localises {expected} Grad-CAM here")

@@ -109,17 +109,19 @@ def verdict(rows: dict) -> str:
     if "ttame" not in rows or "gradcam" not in rows:
         return "T-TAME vs Grad-CAM: not both evaluated."
     t, g = rows["ttame"], rows["gradcam"]
-    parts, wins = [], 0
+    parts, wins, losses = [], 0, 0
     for key, label in (
         ("pointing_game", "pointing game"),
         ("mass_inside", "mass inside the evidence"),
         ("counterfactual", "counterfactual check"),
     ):
-        better = t[key] > g[key]
-        wins += better
-        word = "better" if better else ("equal" if t[key] == g[key] else "worse")
+        wins, losses = wins + (t[key] > g[key]), losses + (t[key] < g[key])
+        word = "better" if t[key] > g[key] else ("worse" if t[key] < g[key] else "equal")
         parts.append(f"{label} {t[key]:.1f} vs {g[key]:.1f} ({word})")
-    summary = {3: "better than", 0: "not better than"}.get(wins, "mixed against")
+    if wins and not losses:
+        summary = "better than" if wins == 3 else "at least as well as"
+    else:
+        summary = "not better than" if not wins else "mixed against"
     return f"T-TAME localises {summary} Grad-CAM here: " + "; ".join(parts) + "."
 
 
