@@ -106,3 +106,30 @@ def test_verdict_counts_wins_and_losses(ttame, expected):
     gradcam = dict(zip(keys, (50.0, 15.0, 80.0), strict=True))
     rows = {"ttame": dict(zip(keys, ttame, strict=True)), "gradcam": gradcam}
     assert report.verdict(rows).startswith(f"T-TAME localises {expected} Grad-CAM here")
+
+
+def test_vit_backbone_starts_from_the_cnn_trained_first(tmp_path, capsys):
+    config = synthetic_config.get_config("test")
+    with config.unlocked():
+        config.data.train_size, config.data.test_size = 64, 16
+        config.classifier.cnn_steps, config.classifier.vit_steps = 2, 2
+        config.classifier.batch_size = 16
+        config.benchmark.progress = False
+    folder = str(tmp_path / "synthetic_vit")
+    vit = pipeline.train_backbone(config, "synthetic_vit", folder)
+    cnn_weights = str(tmp_path / "synthetic_cnn" / "synthetic_cnn.msgpack")
+    assert os.path.exists(cnn_weights)  # not in the list, so trained first
+    with open(os.path.join(folder, "settings.json")) as f:
+        saved = json.load(f)
+    assert saved["init_from"]["weights"] == cnn_weights
+    assert saved["init_from"]["steps"] == 2
+    # Rerun: both are reused; a changed CNN recipe invalidates the ViT built on it.
+    capsys.readouterr()
+    assert pipeline.train_backbone(config, "synthetic_vit", folder)["settings"] == vit["settings"]
+    out = capsys.readouterr().out
+    assert "synthetic_cnn: reusing" in out and "synthetic_vit: reusing" in out
+    with config.unlocked():
+        config.classifier.cnn_steps = 3
+    os.remove(cnn_weights)
+    with pytest.raises(ValueError, match="synthetic_vit trained with other settings"):
+        pipeline.train_backbone(config, "synthetic_vit", folder)
