@@ -156,3 +156,16 @@ def test_bad_arguments_say_what_is_wrong():
         synthetic.SyntheticSource("train", size=16, num_examples=2).example(0)
     with pytest.raises(IndexError, match="out of range"):
         _source(n=3).scene(3)
+
+
+def test_split_is_rendered_once_per_process_and_read_only():
+    a, b = _source(n=12, seed=5), _source(n=12, seed=5)
+    assert a.arrays() is b.arrays()  # a second source of the same split reuses the pixels
+    assert _source(n=12, seed=6).arrays()["image"] is not a.arrays()["image"]
+    with pytest.raises(ValueError, match="read-only"):
+        a.arrays()["image"][0, 0, 0, 0] = 0
+    # Batches are copies: flipping them for augmentation leaves the cached split intact.
+    before = a.arrays()["image"].copy()
+    for _ in a.batches(4, augment=True, shuffle=True):
+        pass
+    np.testing.assert_array_equal(a.arrays()["image"], before)

@@ -58,7 +58,7 @@ class SyntheticSource:
     """One split of the synthetic benchmark (the data Source interface).
 
     Attributes:
-      num_classes: 9.
+      num_classes: 8.
       class_names: ``"<pattern> <shape>"``, e.g. ``"checker triangle"``.
       skipped: always 0 (nothing is read from disk).
     """
@@ -126,14 +126,10 @@ class SyntheticSource:
             "evidence2": masks[1] if two else np.zeros_like(masks[0]),
         }
 
-    @functools.cached_property
-    def _arrays(self) -> dict[str, np.ndarray]:
-        examples = [self.example(i) for i in range(self._n)]
-        return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
-
     def arrays(self) -> dict[str, np.ndarray]:
-        """The whole split, rendered once and cached (images as uint8)."""
-        return self._arrays
+        """The whole split as read-only arrays (images as uint8), rendered once per
+        process: the benchmark's stages each open the same splits."""
+        return _rendered(self.split, self.size, self._n, self.seed, self._two, self._clutter)
 
     def batches(
         self,
@@ -167,6 +163,18 @@ class SyntheticSource:
                         batch[k][f] = np.flip(batch[k][f], axis=axis + 1)
             batch["image"] = batch["image"].astype(np.float32) / 255.0
             yield batch
+
+
+@functools.lru_cache(maxsize=4)  # the default train split is about 80 MB
+def _rendered(split, size, n, seed, two, clutter) -> dict[str, np.ndarray]:
+    source = SyntheticSource(
+        split, size=size, num_examples=n, seed=seed, two_object_fraction=two, num_clutter=clutter
+    )
+    examples = [source.example(i) for i in range(n)]
+    arrays = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+    for value in arrays.values():
+        value.setflags(write=False)
+    return arrays
 
 
 def build_source(data_cfg, split: str, *, input_size: int, seed: int) -> SyntheticSource:
