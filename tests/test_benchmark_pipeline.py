@@ -133,3 +133,11 @@ def test_vit_backbone_starts_from_the_cnn_trained_first(tmp_path, capsys):
     os.remove(cnn_weights)
     with pytest.raises(ValueError, match="synthetic_vit trained with other settings"):
         pipeline.train_backbone(config, "synthetic_vit", folder)
+
+
+def test_ttame_config_stores_an_absolute_backbone_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = synthetic_config.get_config("test")
+    tcfg = pipeline.ttame_config(config, "synthetic_cnn", "b/w.msgpack")
+    assert tcfg.backbone.weights == str(tmp_path / "b" / "w.msgpack")
+    assert tcfg.backbone.name == "synthetic_cnn"

@@ -40,10 +40,14 @@ def _stage(config, text: str) -> None:
 
 
 def ttame_config(config, backbone: str, weights: str) -> ml_collections.ConfigDict:
-    """The T-TAME training config of ``backbone`` (the trainer's sections of ``config``)."""
+    """The T-TAME training config of ``backbone`` (the trainer's sections of ``config``).
+
+    ``weights`` is stored as an absolute path, so the run's ``config.json`` finds the
+    backbone whatever the working directory of a later ``load`` / ``evaluate.py``.
+    """
     c = ml_collections.ConfigDict({k: config[k].to_dict() for k in _KEYS})
     c.backbone.name = backbone
-    c.backbone.weights = weights
+    c.backbone.weights = os.path.abspath(weights)
     c.lock()
     return c
 

@@ -65,7 +65,10 @@ def make_manager(
 ) -> ocp.CheckpointManager:
     """Orbax manager of ``workdir/checkpoints``: saves every ``every`` steps, keeps ``keep``."""
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, save_interval_steps=every, create=not read_only, read_only=read_only
+        max_to_keep=None if read_only else keep,  # what orbax sets (with a warning) if read-only
+        save_interval_steps=0 if read_only else every,
+        create=not read_only,
+        read_only=read_only,
     )
     directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
     return ocp.CheckpointManager(directory, options=options, item_names=("attention", "opt_state"))
