@@ -10,9 +10,9 @@ counterfactual check) and writes ``report.md``, ``report.json`` and
 ``figures/`` into the workdir (resumable: finished stages are reused).
 Logic: :func:`ttame_jax.benchmark.pipeline.run_benchmark`; docs/benchmark.md.
 
-The sizes are chosen so that the default run takes about 7 minutes on 2 idle CPU
-cores (at most 10; measured 7 min 10 s); ``smoke`` (also ``test``) is a reduced run for
-the tests.
+The sizes are chosen so that the default run takes 5-6 minutes on 2 idle CPU cores
+(at most 10; measured 5 min 28 s); ``smoke`` (also ``test``) is a reduced run for the
+tests.
 The top level is a T-TAME training config (``configs/common.py``) whose
 ``backbone.name`` / ``backbone.weights`` the pipeline sets per backbone.
 """
