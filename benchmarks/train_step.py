@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ttame_jax.backbones import get_spec, load_pretrained
-from ttame_jax.core.config import LossConfig
+from ttame_jax.config import LossConfig
 from ttame_jax.core.model import build
 from ttame_jax.training import sharding
 from ttame_jax.training.schedule import OneCycle

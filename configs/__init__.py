@@ -1,1 +1,1 @@
-"""Experiment configs for ``train.py`` (``--config=configs/<name>.py[:smoke]``)."""
+"""Paths for ``--config=configs/<name>.py[:variant]``; the configs live in ttame_jax/configs."""

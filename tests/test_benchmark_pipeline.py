@@ -7,14 +7,16 @@ import os
 
 import pytest
 
-from configs import synthetic as synthetic_config
+from ttame_jax import configs
 from ttame_jax.benchmark import pipeline, report
+from ttame_jax.benchmark.backbones import get_or_train
+from ttame_jax.config import with_overrides
 from ttame_jax.data.synthetic import NUM_CLASSES
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    config = synthetic_config.get_config("test")
+    config = configs.load("synthetic:test")
     workdir = str(tmp_path_factory.mktemp("benchmark"))
     result = pipeline.run_benchmark(config, workdir)
     return config, workdir, result
@@ -26,7 +28,7 @@ def test_report_json_has_every_method_and_metric(run):
         saved = json.load(f)
     assert set(saved["backbones"]) == set(config.benchmark.backbones)
     for name, b in saved["backbones"].items():
-        assert list(b["rows"]) == list(config.benchmark.methods), name
+        assert list(b["rows"]) == list(config.eval.methods), name
         for method, row in b["rows"].items():
             for key in report.METRICS:
                 assert math.isfinite(row[key]), (name, method, key, row[key])
@@ -43,7 +45,7 @@ def test_report_markdown_states_accuracy_table_and_verdict(run):
     for name, b in result["backbones"].items():
         assert f"## {name}" in text
         assert f"Backbone test accuracy: **{100 * b['test_accuracy']:.1f} %**" in text
-        for method in config.benchmark.methods:
+        for method in config.eval.methods:
             assert f"\n| {method} | " in text
         assert report.verdict(b["rows"]) in text
     for header, _, _ in report.COLUMNS:
@@ -72,23 +74,19 @@ def test_trained_backbone_is_reused_and_other_settings_are_refused(run, capsys):
     config, workdir, result = run
     name = config.benchmark.backbones[0]
     folder = os.path.join(workdir, name)
-    again = pipeline.train_backbone(config, name, folder)
+    again = get_or_train(config, name, folder)
     assert "reusing the trained backbone" in capsys.readouterr().out
     assert again["accuracy"] == result["backbones"][name]["test_accuracy"]
-    other = config.copy_and_resolve_references()
-    other.unlock()
-    other.classifier.cnn_lr *= 2
+    other = with_overrides(config, {"classifier.cnn_lr": 2 * config.classifier.cnn_lr})
     with pytest.raises(ValueError, match="trained with other settings"):
-        pipeline.train_backbone(other, name, folder)
+        get_or_train(other, name, folder)
 
 
 def test_config_rejects_unknown_variant_and_non_benchmark_configs(tmp_path):
     with pytest.raises(ValueError, match="unknown variant"):
-        synthetic_config.get_config("huge")
-    from configs import resnet50
-
+        configs.load("synthetic:huge")
     with pytest.raises(ValueError, match="not a benchmark config"):
-        pipeline.run_benchmark(resnet50.get_config("smoke"), str(tmp_path))
+        pipeline.run_benchmark(configs.load("resnet50:smoke"), str(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -109,14 +107,19 @@ def test_verdict_counts_wins_and_losses(ttame, expected):
 
 
 def test_vit_backbone_starts_from_the_cnn_trained_first(tmp_path, capsys):
-    config = synthetic_config.get_config("test")
-    with config.unlocked():
-        config.data.train_size, config.data.test_size = 64, 16
-        config.classifier.cnn_steps, config.classifier.vit_steps = 2, 2
-        config.classifier.batch_size = 16
-        config.benchmark.progress = False
+    config = configs.load(
+        "synthetic:test",
+        {
+            "data.train_size": 64,
+            "data.test_size": 16,
+            "classifier.cnn_steps": 2,
+            "classifier.vit_steps": 2,
+            "classifier.batch_size": 16,
+            "benchmark.progress": False,
+        },
+    )
     folder = str(tmp_path / "synthetic_vit")
-    vit = pipeline.train_backbone(config, "synthetic_vit", folder)
+    vit = get_or_train(config, "synthetic_vit", folder)
     cnn_weights = str(tmp_path / "synthetic_cnn" / "synthetic_cnn.msgpack")
     assert os.path.exists(cnn_weights)  # not in the list, so trained first
     with open(os.path.join(folder, "settings.json")) as f:
@@ -125,19 +128,18 @@ def test_vit_backbone_starts_from_the_cnn_trained_first(tmp_path, capsys):
     assert saved["init_from"]["steps"] == 2
     # Rerun: both are reused; a changed CNN recipe invalidates the ViT built on it.
     capsys.readouterr()
-    assert pipeline.train_backbone(config, "synthetic_vit", folder)["settings"] == vit["settings"]
+    assert get_or_train(config, "synthetic_vit", folder)["settings"] == vit["settings"]
     out = capsys.readouterr().out
     assert "synthetic_cnn: reusing" in out and "synthetic_vit: reusing" in out
-    with config.unlocked():
-        config.classifier.cnn_steps = 3
+    config = with_overrides(config, {"classifier.cnn_steps": 3})
     os.remove(cnn_weights)
     with pytest.raises(ValueError, match="synthetic_vit trained with other settings"):
-        pipeline.train_backbone(config, "synthetic_vit", folder)
+        get_or_train(config, "synthetic_vit", folder)
 
 
 def test_ttame_config_stores_an_absolute_backbone_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = synthetic_config.get_config("test")
+    config = configs.load("synthetic:test")
     tcfg = pipeline.ttame_config(config, "synthetic_cnn", "b/w.msgpack")
     assert tcfg.backbone.weights == str(tmp_path / "b" / "w.msgpack")
     assert tcfg.backbone.name == "synthetic_cnn"

@@ -13,7 +13,7 @@ import pytest
 from matplotlib import colormaps
 from PIL import Image
 
-from configs import common
+from ttame_jax import configs
 from ttame_jax.backbones import get_spec
 from ttame_jax.cli.main import main
 from ttame_jax.data import preprocess
@@ -27,9 +27,15 @@ GOOD = ["gray.png", "rgb.jpg", "rgba.png", os.path.join("sub", "rgb.png")]
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """T-TAME trained 2 steps on synthetic data (random synthetic_cnn backbone)."""
-    c = common.smoke(common.get_base_config("synthetic_cnn"))
-    c.train.epochs, c.train.progress_bar, c.train.validate_every_epoch = 1, False, False
-    c.lock()
+    c = configs.load(
+        "resnet50:smoke",
+        {
+            "backbone.name": "synthetic_cnn",
+            "train.epochs": 1,
+            "train.progress_bar": False,
+            "train.validate_every_epoch": False,
+        },
+    )
     workdir = str(tmp_path_factory.mktemp("run"))
     train_and_evaluate(c, workdir)
     return workdir
@@ -160,9 +166,9 @@ def _run(*args, timeout=120):
 def test_entry_point_in_a_subprocess():
     done = _run("explain", "--help")
     assert done.returncode == 0 and "--top-k" in done.stdout, done.stderr
-    # train/evaluate run train.py / evaluate.py with their absl flags (absl --help exits 1).
-    for command, flag in (("train", "--workdir"), ("evaluate", "--methods")):
-        assert flag in _run(command, "--help").stdout
+    for command, flag in (("train", "--workdir"), ("evaluate", "--checkpoint")):
+        done = _run(command, "--help")
+        assert done.returncode == 0 and flag in done.stdout and "--config." in done.stdout
     assert _run("frobnicate").returncode == 2
 
 
@@ -177,8 +183,8 @@ def test_full_cli_in_subprocesses(checkpoint, images, tmp_path):
     done = _run("train", "--config=configs/vgg16.py:smoke", "--config.backbone.name=synthetic_cnn",
                 f"--workdir={run}", timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    done = _run("evaluate", f"--checkpoint={run}", "--num_images=2", "--batch_size=2",
-                "--noprogress", timeout=600)  # fmt: skip
+    flags = ["--config.eval.num_images=2", "--config.eval.batch_size=2", "--config.eval.progress=0"]
+    done = _run("evaluate", f"--checkpoint={run}", *flags, timeout=600)
     assert done.returncode == 0, done.stderr
     assert os.path.isfile(os.path.join(run, "eval", "report.md"))
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ttame_jax.backbones.registry import BackboneSpec, register
-from ttame_jax.core.config import LossConfig
+from ttame_jax.config import LossConfig, ModelConfig, from_dict
 from ttame_jax.core.explainer import Explainer, explain, load
 from ttame_jax.core.loss import ttame_loss
 from ttame_jax.core.masking import mask_images
@@ -95,8 +95,13 @@ def cnn():
 
 def test_build_checks_taps():
     with pytest.raises(ValueError, match="valid tap names"):
-        build(CNN, {"taps": ("layer9",)})
-    assert build(CNN, {"taps": ("layer3",)}).taps == ("layer3",)
+        build(CNN, ModelConfig(taps=("layer9",)))
+    assert build(CNN, ModelConfig(taps=("layer3",))).taps == ("layer3",)
+    # config.model is a typed ModelConfig: a dict is refused, bad values raise at build.
+    with pytest.raises(TypeError, match="ModelConfig"):
+        build(CNN, {"taps": ("layer3",)})
+    with pytest.raises(ValueError, match="branch_act"):
+        build(CNN, ModelConfig(branch_act="tanh"))
     assert hash(build(CNN)) == hash(build(CNN))  # static: usable as a jit static argument
 
 
@@ -122,7 +127,7 @@ def test_loss_fn_equals_pieces_with_b_by_b_psi(cnn):
     # Without BatchNorm the train and eval passes agree, so the loss can be rebuilt from the
     # full eval-mode c by NumPy indexing: Ψ[i, ..., j] = A[i, ..., y_j], mask = A[i, ..., y_i].
     model, bvars, _, x = cnn
-    model = build(CNN, {"skip": False, "batchnorm": False})
+    model = build(CNN, ModelConfig(skip=False, batchnorm=False))
     avars = jax.jit(model.init)(jax.random.key(3), bvars, x)
     cfg = LossConfig()
     loss, (terms, new_bs) = jax.jit(model.loss_fn, static_argnums=4)(
@@ -240,21 +245,23 @@ def test_explain_input_errors(explainer, x, kw, match):
         explain(explainer, x, **kw)
 
 
-def test_load_from_workdir(tmp_path, cnn):
-    from ttame_jax.training import checkpoint
+def test_load_from_workdir(tmp_path, tmp_path_factory, cnn):
+    from ttame_jax import rundir
 
     model, _, avars, x = cnn
     register(CNN)
-    config = ml_collections.ConfigDict(
-        {
-            "backbone": {"name": CNN.name, "weights": "random", "seed": 7},
-            "model": {"taps": ["layer1", "layer2"], "skip": True},
-        }
+    config = from_dict(
+        ml_collections.ConfigDict(
+            {
+                "backbone": {"name": CNN.name, "weights": "random", "seed": 7},
+                "model": {"taps": ["layer1", "layer2"], "skip": True},
+            }
+        )
     )
-    checkpoint.write_config(str(tmp_path), config)
-    manager = checkpoint.make_manager(str(tmp_path))
+    rundir.write_config(str(tmp_path), config)
+    manager = rundir.make_manager(str(tmp_path))
     state = _FakeState(step=3, params=avars["params"], batch_stats=avars["batch_stats"])
-    checkpoint.save_state(manager, state, force=True)
+    rundir.save_state(manager, state, force=True)
     manager.wait_until_finished()
     manager.close()
 
@@ -264,8 +271,13 @@ def test_load_from_workdir(tmp_path, cnn):
     jax.tree.map(np.testing.assert_array_equal, params.backbone_vars, want_bvars)
     jax.tree.map(np.testing.assert_array_equal, params.attn_vars, avars)
     assert explain(params, x).maps.shape == (3, S, S)
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    # Any path inside the workdir works: a step folder too.
+    inner = load(tmp_path / "checkpoints" / "3")
+    jax.tree.map(np.testing.assert_array_equal, inner.attn_vars, avars)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load(tmp_path_factory.mktemp("not_a_run"))
 
 
 class _FakeState:

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ttame_jax.config import LossConfig, from_dict
 from ttame_jax.core.adapter import adapt, explanation_size
-from ttame_jax.core.config import LossConfig
 from ttame_jax.core.loss import (
     cross_entropy,
     paper_energy,
@@ -197,11 +197,18 @@ def test_ttame_loss_combines_weighted_terms():
 
 
 def test_loss_config_validation():
-    assert LossConfig.from_config({"variant": "paper"}).variant == "paper"
+    assert from_dict({"loss": {"variant": "paper"}}).loss.variant == "paper"
+    assert LossConfig().errors() == []
+    # Sections do not raise on construction: the problems are listed, and raised by the
+    # checked conversions and by the loss itself.
+    bad = LossConfig(variant="literal")
+    assert any("variant" in e for e in bad.errors())
     with pytest.raises(ValueError, match="variant"):
-        LossConfig(variant="literal")
+        from_dict({"loss": {"variant": "literal"}})
+    with pytest.raises(ValueError, match="variant"):
+        ttame_loss(jnp.zeros((2, 2)), jnp.array([0, 1]), _psi_b2(), bad)
     with pytest.raises(ValueError, match="unknown field"):
-        LossConfig.from_config({"lambda5": 1.0})
+        from_dict({"loss": {"lambda5": 1.0}})
 
 
 # ---------------------------------------------------------------- masking

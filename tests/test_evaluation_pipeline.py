@@ -8,22 +8,29 @@ import jax
 import numpy as np
 import pytest
 
-from configs import common
-from ttame_jax import backbones
+from ttame_jax import backbones, configs, rundir
 from ttame_jax.backbones import get_spec
+from ttame_jax.config import with_overrides
+from ttame_jax.core.explainer import load
 from ttame_jax.core.model import build
 from ttame_jax.evaluation import Method, evaluate, report
-from ttame_jax.training import checkpoint
+from ttame_jax.evaluation.methods import build_methods, method_options
 
 NUM_IMAGES, BATCH = 4, 2
 
 
 def tiny_config():
     """synthetic_cnn with random weights; 4 generated 64-px test images."""
-    c = common.smoke(common.get_base_config("synthetic_cnn"))
-    c.data.test_size = NUM_IMAGES
-    c.lock()
-    return c
+    return configs.load(
+        "resnet50:smoke", {"backbone.name": "synthetic_cnn", "data.test_size": NUM_IMAGES}
+    )
+
+
+def eval_config(train_dir, **fields):
+    """The checkpoint's own config with ``eval.<field>`` overrides: small batches, no bars."""
+    overrides = {"eval.batch_size": BATCH, "eval.progress": False}
+    overrides.update({f"eval.{k}": v for k, v in fields.items()})
+    return with_overrides(rundir.read_config(train_dir), overrides)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,15 +43,15 @@ def train_dir(tmp_path_factory):
     """A train.py workdir: config.json + an Orbax checkpoint at step 1 (attention at init)."""
     workdir = str(tmp_path_factory.mktemp("run"))
     config = tiny_config()
-    checkpoint.write_config(workdir, config)
+    rundir.write_config(workdir, config)
     backbone_vars = backbones.load_pretrained("synthetic_cnn", "random", seed=0)
     model = build(get_spec("synthetic_cnn"), config.model)
     attn = model.init(jax.random.key(0), backbone_vars, np.zeros((1, 64, 64, 3), np.float32))
     state = types.SimpleNamespace(
         step=1, params=attn["params"], batch_stats=attn["batch_stats"], opt_state={"n": 0}
     )
-    manager = checkpoint.make_manager(workdir)
-    checkpoint.save_state(manager, state, force=True)
+    manager = rundir.make_manager(workdir)
+    rundir.save_state(manager, state, force=True)
     manager.wait_until_finished()
     manager.close()
     return workdir
@@ -53,10 +60,8 @@ def train_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def finished(train_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("eval"))
-    methods = ["ttame", "gradcam"]
-    results = evaluate(
-        None, train_dir, out, methods, batch_size=BATCH, progress=False, insertion_deletion=True
-    )
+    config = eval_config(train_dir, methods=("ttame", "gradcam"), insertion_deletion=True)
+    results = evaluate(train_dir, config, workdir=out)
     return out, results
 
 
@@ -118,15 +123,15 @@ def test_resume_after_interruption(train_dir, finished, tmp_path):
         return batch["evidence"].reshape(len(maps), -1)[np.arange(len(maps)), flat]
 
     out = str(tmp_path / "eval")
-    kwargs = dict(batch_size=BATCH, progress=False, extra_metrics={"pointing": pointing})
-    kwargs.update(insertion_deletion=True)
+    config = eval_config(train_dir, methods=("ttame", "gradcam"), insertion_deletion=True)
+    kwargs = dict(workdir=out, extra_metrics={"pointing": pointing})
     crash = True
     with pytest.raises(KeyboardInterrupt):
-        evaluate(None, train_dir, out, ["ttame", "gradcam"], **kwargs)
+        evaluate(train_dir, config, **kwargs)
     assert calls == [0, 2, 0, 2]  # ttame batches 0, 1; gradcam batches 0, 1 (crashed)
     assert not os.path.exists(os.path.join(out, "report.md"))
     crash = False
-    resumed = evaluate(None, train_dir, out, ["ttame", "gradcam"], **kwargs)
+    resumed = evaluate(train_dir, config, **kwargs)
     assert calls == [0, 2, 0, 2, 2]  # only gradcam's batch 1 again
     for name in ("ttame", "gradcam"):
         assert _numbers(resumed["methods"][name]) == _numbers(uninterrupted["methods"][name])
@@ -142,26 +147,36 @@ def test_failing_rerun_leaves_finished_report_intact(train_dir, finished):
         raise RuntimeError("method crashed")
 
     methods = ["ttame", Method("broken", broken, fp=1)]  # ttame's batches come from the cache
+    config = eval_config(train_dir, insertion_deletion=True)
     with pytest.raises(RuntimeError, match="method crashed"):
-        evaluate(None, train_dir, out, methods, batch_size=BATCH, progress=False,
-                 insertion_deletion=True)  # fmt: skip
+        evaluate(train_dir, config, workdir=out, methods=methods)
     assert {f: open(os.path.join(out, f), "rb").read() for f in files} == before
 
 
 def test_clear_errors_before_any_work(train_dir, tmp_path):
+    out = str(tmp_path)
+    typo = eval_config(train_dir, methods=("ttame", "gradcma"))
     with pytest.raises(ValueError, match="valid methods: ttame, gradcam"):
-        evaluate(None, train_dir, str(tmp_path), ["ttame", "gradcma"])
-    other = common.smoke(common.get_base_config("synthetic_vit"))
+        evaluate(train_dir, typo, workdir=out)
+    with pytest.raises(ValueError, match="valid methods: ttame, gradcam"):
+        evaluate(train_dir, workdir=out, methods=["ttame", "gradcma"])
+    other = configs.load("resnet50:smoke", {"backbone.name": "synthetic_vit"})
     with pytest.raises(ValueError, match="backbone.name='synthetic_vit'.*'synthetic_cnn'"):
-        evaluate(other, train_dir, str(tmp_path), ["ttame"])
+        evaluate(train_dir, other, workdir=out)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        evaluate(None, str(tmp_path / "missing"), str(tmp_path), ["ttame"])
-    no_data = common.get_base_config("synthetic_cnn")  # ImageNet image folder, root unset
-    no_data.data.root = str(tmp_path / "imagenet")
+        evaluate(str(tmp_path / "missing"), workdir=out)
+    # ImageNet image folder whose root holds no val/ folder.
+    no_data = configs.load(
+        "resnet50", {"backbone.name": "synthetic_cnn", "data.root": str(tmp_path / "imagenet")}
+    )
     with pytest.raises(FileNotFoundError, match="open the test split.*imagenet/val"):
-        evaluate(no_data, train_dir, str(tmp_path), ["ttame"])
+        evaluate(train_dir, no_data, workdir=out)
+    # Per-method options come from config.eval, only for the methods evaluated; explicit
+    # options for a method not evaluated are refused.
+    ec = eval_config(train_dir, rise_masks=16, chunk_size=8, baseline_layer="layer2").eval
+    assert method_options(ec, ["ttame"]) == {}
     with pytest.raises(ValueError, match="options given for method"):
-        evaluate(None, train_dir, str(tmp_path), ["ttame"], method_options={"rise": {}})
+        build_methods(["ttame"], load(train_dir), {"rise": {}})
     assert report.JSON_FILE not in os.listdir(tmp_path)
 
 
@@ -169,11 +184,8 @@ def test_clear_errors_before_any_work(train_dir, tmp_path):
 def test_all_paper_methods_in_one_report(train_dir, tmp_path):
     """Issue 5: every baseline next to T-TAME, with its forward-pass count."""
     names = ["ttame", "gradcam", "gradcampp", "scorecam", "ablationcam", "rise"]
-    options = {"rise": {"n_masks": 16, "seed": 1}, "scorecam": {"batch_size": 16}}
-    results = evaluate(
-        None, train_dir, str(tmp_path), names, batch_size=BATCH, progress=False,
-        method_options=options,
-    )  # fmt: skip
+    config = eval_config(train_dir, methods=names, rise_masks=16, rise_seed=1, chunk_size=16)
+    results = evaluate(train_dir, config, workdir=str(tmp_path))
     module = backbones.create("synthetic_cnn")
     variables = backbones.load_pretrained("synthetic_cnn", "random", seed=0)
     _, taps = backbones.extract(module, variables, np.zeros((1, 64, 64, 3)), ["layer3"])
@@ -184,4 +196,7 @@ def test_all_paper_methods_in_one_report(train_dir, tmp_path):
     table = open(tmp_path / "report.md").read()
     for name in names:
         assert f"| {name} |" in table
-    assert results["methods"]["rise"]["options"] == {"n_masks": 16, "seed": 1, "layer": "layer3"}
+    assert results["methods"]["rise"]["options"] == {
+        "n_masks": 16, "seed": 1, "batch_size": 16, "layer": "layer3"
+    }  # fmt: skip
+    assert results["methods"]["scorecam"]["options"] == {"batch_size": 16, "layer": "layer3"}

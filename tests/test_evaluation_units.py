@@ -7,7 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from ttame_jax.evaluation import cache, inputs, methods, report, scoring
+from ttame_jax import rundir
+from ttame_jax.config import Config, DataConfig
+from ttame_jax.data.source import DataSource
+from ttame_jax.evaluation import cache, methods, report, scoring
 
 
 def test_cache_roundtrip_key_folders_and_unreadable_batch(tmp_path):
@@ -132,58 +135,85 @@ def test_unknown_method_lists_valid_names():
 
 def test_missing_or_empty_checkpoint_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        inputs.resolve_workdir(str(tmp_path / "nope"))
+        rundir.find(str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        inputs.resolve_workdir(str(tmp_path))
+        rundir.find(str(tmp_path))
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "checkpoints").mkdir()
+    workdir = rundir.find(str(tmp_path / "checkpoints"))  # a path inside the workdir
+    assert workdir == str(tmp_path)
+    assert rundir.steps(workdir) == []
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
-        inputs.resolve_workdir(str(tmp_path / "checkpoints"))
+        rundir.pick_step(workdir)
 
 
-def test_cli_method_options_from_flags():
-    from absl import flags
+def _run_cli(argv, capsys):
+    """``ttame evaluate ARGV``: (exit status, stderr)."""
+    from ttame_jax.cli.main import main
 
-    import evaluate as cli
+    status = main(["evaluate", *argv])
+    return status, capsys.readouterr().err
 
-    argv = ["evaluate.py", "--checkpoint=x", "--methods=ttame,rise,scorecam", "--rise_masks=50"]
-    flags.FLAGS(argv + ["--chunk_size=8"])
-    try:
-        opts = cli.method_options(cli._METHODS.value)
-    finally:
-        flags.FLAGS.unparse_flags()
-    assert opts == {
+
+class _Evaluated(Exception):
+    """Raised by the stand-in evaluate() with the config the command line built."""
+
+
+def test_cli_method_options_from_overrides(tmp_path, monkeypatch, capsys):
+    import ttame_jax.evaluation
+
+    rundir.write_config(str(tmp_path), Config())
+
+    def fake_evaluate(checkpoint_dir, config=None, **kwargs):
+        raise _Evaluated(checkpoint_dir, config)
+
+    monkeypatch.setattr(ttame_jax.evaluation, "evaluate", fake_evaluate)
+    argv = [f"--checkpoint={tmp_path}", "--config.eval.methods=ttame,rise,scorecam"]
+    argv += ["--config.eval.rise_masks=50", "--config.eval.chunk_size", "8"]
+    with pytest.raises(_Evaluated) as got:
+        _run_cli(argv, capsys)
+    checkpoint_dir, config = got.value.args
+    assert checkpoint_dir == str(tmp_path)
+    assert config.eval.methods == ("ttame", "rise", "scorecam")
+    assert methods.method_options(config.eval, config.eval.methods) == {
         "rise": {"seed": 0, "n_masks": 50, "batch_size": 8},
         "scorecam": {"batch_size": 8},
     }
+    # A misspelt field is an error (status 2) naming the close match, before any work.
+    status, err = _run_cli([f"--checkpoint={tmp_path}", "--config.eval.rise_mask=50"], capsys)
+    assert status == 2
+    assert "ttame evaluate: error:" in err and 'Did you mean "rise_masks"' in err
 
 
-def test_cli_rejects_unknown_method_before_loading_anything(tmp_path):
-    from absl import flags
-
-    import evaluate as cli
-
-    flags.FLAGS(["evaluate.py", f"--checkpoint={tmp_path}/none", "--methods=ttame,gradkam"])
-    try:
-        with pytest.raises(ValueError, match="'gradkam'.*valid methods"):
-            cli.main(["evaluate.py"])
-    finally:
-        flags.FLAGS.unparse_flags()
+def test_cli_rejects_unknown_method_before_loading_anything(tmp_path, capsys):
+    # A workdir with its config.json but no checkpoint and no data: the method name is
+    # checked first.
+    rundir.write_config(str(tmp_path), Config())
+    argv = [f"--checkpoint={tmp_path}", "--config.eval.methods=ttame,gradkam"]
+    status, err = _run_cli(argv, capsys)
+    assert status == 2
+    assert re.search(r"ttame evaluate: error: .*'gradkam'.*valid methods", err)
+    status, err = _run_cli([f"--checkpoint={tmp_path}/none"], capsys)
+    assert status == 2 and "does not exist" in err
 
 
 class _ArraySource:
-    """n images whose pixel value is their index; ``resumable`` adds the ``start=`` kwarg."""
+    """n images whose pixel value is their index; records the images it decodes."""
 
-    def __init__(self, n, resumable):
+    num_classes, class_names, skipped = 10, None, 0
+
+    def __init__(self, n):
         self.n, self.decoded = n, []
-        if resumable:
-            self.batches = self._batches_from
-        else:
-            self.batches = lambda b, *, shuffle, augment: self._batches_from(
-                b, shuffle=shuffle, augment=augment
-            )
 
-    def _batches_from(self, batch_size, *, shuffle, augment, start=0):
+    def __len__(self):
+        return self.n
+
+    def describe(self, index):
+        return f"image {index}"
+
+    def batches(
+        self, batch_size, *, epoch=0, shuffle=False, augment=False, drop_remainder=False, start=0
+    ):
         assert not shuffle and not augment
         for s in range(start * batch_size, self.n, batch_size):
             idx = np.arange(s, min(s + batch_size, self.n))
@@ -191,12 +221,22 @@ class _ArraySource:
             yield {"image": idx[:, None].astype(np.float32), "index": idx}
 
 
-@pytest.mark.parametrize("resumable", [True, False])
-def test_batches_resume_at_first_missing_batch_and_cut_to_num_images(resumable):
+@pytest.mark.parametrize("kind", ["array", "synthetic"])
+def test_batches_resume_at_first_missing_batch_and_cut_to_num_images(kind):
+    from ttame_jax.data import build_source
     from ttame_jax.evaluation.evaluator import _batches
 
-    source = _ArraySource(10, resumable)
-    got = [(i, b["index"].tolist()) for i, b in _batches(source, 3, first=1, num_images=8)]
-    assert got == [(1, [3, 4, 5]), (2, [6, 7])]  # batch 2 cut at image 8; batch 3 never read
-    if resumable:  # images of batch 0 are not decoded at all
+    if kind == "array":
+        source = _ArraySource(10)
+    else:  # the synthetic source (formerly without start=) resumes too
+        data = DataConfig(name="synthetic", train_size=8, val_size=2, test_size=10)
+        source = build_source(data, "test", input_size=32, seed=0)
+    assert isinstance(source, DataSource)
+    got = [(i, b) for i, b in _batches(source, 3, first=1, num_images=8)]
+    # batch 2 cut at image 8; batch 3 never read
+    assert [(i, b["index"].tolist()) for i, b in got] == [(1, [3, 4, 5]), (2, [6, 7])]
+    if kind == "array":  # images of batch 0 are not decoded at all
         assert source.decoded == [3, 4, 5, 6, 7, 8]
+    full = list(source.batches(3, shuffle=False, augment=False))  # the same images
+    np.testing.assert_array_equal(got[0][1]["image"], full[1]["image"])
+    np.testing.assert_array_equal(got[1][1]["image"], full[2]["image"][:2])

@@ -3,8 +3,7 @@
 import jax
 import pytest
 
-from configs import common
-from ttame_jax import backbones
+from ttame_jax import backbones, configs
 from ttame_jax.core.explainer import Explainer
 from ttame_jax.core.model import build
 from ttame_jax.data import synthetic
@@ -14,7 +13,7 @@ from ttame_jax.sanity import cascading_randomization
 @pytest.fixture(scope="module")
 def result():
     """synthetic_cnn (random weights) + T-TAME at init, on 3 synthetic scenes."""
-    config = common.smoke(common.get_base_config("synthetic_cnn"))
+    config = configs.load("resnet50:smoke", {"backbone.name": "synthetic_cnn"})
     spec = backbones.get_spec("synthetic_cnn")
     source = synthetic.SyntheticSource("test", size=spec.input_size, num_examples=3, seed=0)
     images = next(source.batches(3, shuffle=False, augment=False))["image"]

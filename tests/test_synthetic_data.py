@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from ttame_jax.config import DataConfig
 from ttame_jax.data import build_source, synthetic
 from ttame_jax.data import synthetic_scene as scene_lib
+from ttame_jax.data.source import DataSource
 
 SIZE = 64
 
@@ -105,7 +107,8 @@ def test_two_object_images():
     assert not np.any(data["evidence"] & data["evidence2"])
     assert not data["evidence2"][~two].any() and np.all(data["label2"][~two] == -1)
     # Only the test split gets two-object images.
-    train = build_source(synthetic.default_config(), "train", input_size=SIZE, seed=0)
+    data_cfg = DataConfig(name="synthetic", train_size=4000, val_size=500, test_size=1000)
+    train = build_source(data_cfg, "train", input_size=SIZE, seed=0)
     assert train.split == "train" and train._two == 0.0
 
 
@@ -123,6 +126,15 @@ def test_batches_shapes_order_and_flips():
     again = list(src.batches(4, epoch=1, shuffle=True))
     np.testing.assert_array_equal(again[1]["image"], batches[1]["image"])
     assert len(list(src.batches(4, drop_remainder=True))) == 2
+    # The DataSource interface: start= skips whole batches of the same order; describe(i).
+    assert isinstance(src, DataSource)
+    later = list(src.batches(4, epoch=1, shuffle=True, start=1))
+    assert len(later) == 2
+    for got, want in zip(later, batches[1:], strict=True):
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+    assert list(src.batches(4, start=3)) == []
+    assert src.describe(7) == "synthetic:train:7"
     # Augmented images and masks are flips of the originals, flipped together.
     ref = next(src.batches(10))
     row = {int(i): k for k, i in enumerate(ref["index"])}

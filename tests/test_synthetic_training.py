@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ttame_jax import backbones
+from ttame_jax import backbones, configs
+from ttame_jax.benchmark.backbones import get_or_train
+from ttame_jax.config import ClassifierConfig, DataConfig
 from ttame_jax.data import synthetic
 from ttame_jax.data import synthetic_scene as scene_lib
 from ttame_jax.training import classifier
@@ -26,8 +28,9 @@ def _predict(name, variables, images):
 
 @pytest.fixture(scope="module")
 def reduced_cnn(tmp_path_factory):
-    cfg = synthetic.default_config()
-    cfg.train_size, cfg.test_size, cfg.two_object_fraction = 2000, 300, 0.0
+    cfg = DataConfig(
+        name="synthetic", train_size=2000, val_size=500, test_size=300, two_object_fraction=0.0
+    )
     workdir = str(tmp_path_factory.mktemp("clf"))
     variables, acc = classifier.train_classifier(
         "synthetic_cnn", cfg, steps=150, batch_size=64, lr=4e-3, seed=0,
@@ -79,35 +82,58 @@ def test_the_class_follows_the_target_and_nothing_else(reduced_cnn):
 
 
 def test_bad_backbone_for_the_data_is_explained():
-    cfg = synthetic.default_config()
-    cfg.train_size, cfg.test_size = 4, 4
+    cfg = DataConfig(name="synthetic", train_size=4, val_size=500, test_size=4)
     with pytest.raises(ValueError, match="outputs but the data has"):
         classifier.train_classifier("resnet50", cfg, steps=1, progress=False)
 
 
-def test_vit_config_trains_the_cnn_stem_first_then_reuses_it(tmp_path, capsys):
-    from configs import synthetic_backbone
+SMOKE = {  # the recipes' smoke variant: 4 steps of 16 images on tiny data
+    "classifier.cnn_steps": 4,
+    "classifier.vit_steps": 4,
+    "classifier.batch_size": 16,
+    "data.train_size": 64,
+    "data.val_size": 8,
+    "data.test_size": 32,
+}
 
-    config = synthetic_backbone.get_config("vit_smoke")
-    assert config.init_from == "cnn_smoke"
-    classifier.train_from_config(config, str(tmp_path), progress=False)
-    for name in ("synthetic_cnn", "synthetic_vit"):
-        with open(tmp_path / f"{name}.json") as f:
+
+def test_vit_config_trains_the_cnn_stem_first_then_reuses_it(tmp_path, capsys):
+    config = configs.load("synthetic:test", SMOKE)
+    assert config.classifier.vit_init_from == "cnn"
+    vit_dir = tmp_path / "synthetic_vit"
+    got = get_or_train(config, "synthetic_vit", str(vit_dir))
+    for name in ("synthetic_cnn", "synthetic_vit"):  # the cnn goes into the sibling folder
+        with open(tmp_path / name / f"{name}.json") as f:
             assert json.load(f)["backbone"] == name
-    cnn_weights = (tmp_path / "synthetic_cnn.msgpack").read_bytes()
-    classifier.train_from_config(config, str(tmp_path), progress=True)
-    assert "its stem starts from" in capsys.readouterr().out
-    assert (tmp_path / "synthetic_cnn.msgpack").read_bytes() == cnn_weights  # reused
+    assert got["weights"] == str(vit_dir / "synthetic_vit.msgpack") and got["facts"]["steps"] == 4
+    assert got["settings"]["init_from"]["weights"] == str(
+        tmp_path / "synthetic_cnn" / "synthetic_cnn.msgpack"
+    )
+    cnn_weights = (tmp_path / "synthetic_cnn" / "synthetic_cnn.msgpack").read_bytes()
+    vit_weights = (vit_dir / "synthetic_vit.msgpack").read_bytes()
+    capsys.readouterr()
+    loud = config.replace(benchmark=dataclasses.replace(config.benchmark, progress=True))
+    again = get_or_train(loud, "synthetic_vit", str(vit_dir))
+    out = capsys.readouterr().out
+    assert "synthetic_cnn: reusing the trained backbone" in out
+    assert "synthetic_vit: reusing the trained backbone" in out
+    assert (tmp_path / "synthetic_cnn" / "synthetic_cnn.msgpack").read_bytes() == cnn_weights
+    assert (vit_dir / "synthetic_vit.msgpack").read_bytes() == vit_weights
+    assert again["accuracy"] == got["accuracy"]
+    # A changed recipe is never silently reused.
+    changed = configs.load("synthetic:test", {**SMOKE, "classifier.vit_steps": 5})
+    with pytest.raises(ValueError, match="trained with other settings"):
+        get_or_train(changed, "synthetic_vit", str(vit_dir))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("kind", ["cnn", "vit"])
 def test_full_recipe_reaches_95_percent(kind, seed, tmp_path):
-    from configs import synthetic_backbone
-
-    config = synthetic_backbone.get_config(kind)
-    config.unlock()
-    config.seed = seed  # also a new data set
-    _, acc = classifier.train_from_config(config, str(tmp_path), progress=False)
+    # The recipes of config.classifier (its defaults) on the old recipe's data sizes.
+    overrides = {"data.val_size": 500, "data.test_size": 1000, "benchmark.progress": False}
+    config = configs.load("synthetic", {**overrides, "train.seed": seed})  # also a new data set
+    assert config.classifier == ClassifierConfig()
+    name = f"synthetic_{kind}"
+    acc = get_or_train(config, name, str(tmp_path / name))["accuracy"]
     assert acc >= 0.95

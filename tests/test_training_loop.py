@@ -9,25 +9,25 @@ import pytest
 
 import ttame_jax
 import ttame_jax.data
-from configs import common
-from ttame_jax.training import checkpoint
+from ttame_jax import configs, rundir
 from ttame_jax.training.schedule import OneCycle
 from ttame_jax.training.trainer import train_and_evaluate
 
 
 def tiny_config(**train):
     """2 epochs x 2 steps of batch 2 on 64-px generated images, random synthetic_cnn."""
-    c = common.smoke(common.get_base_config("synthetic_cnn"))
-    c.data.train_size = 6  # 3 batches per pass; steps_per_epoch=2 uses the first 2
-    c.data.val_size = 4
-    c.train.val_steps = 0
-    c.train.checkpoint_every = 1
-    c.train.keep_checkpoints = 2
-    c.train.progress_bar = False
-    c.train.max_lr = 0.05  # large enough that every step visibly changes the parameters
-    c.train.update(train)
-    c.lock()
-    return c
+    overrides = {
+        "backbone.name": "synthetic_cnn",
+        "data.train_size": 6,  # 3 batches per pass; steps_per_epoch=2 uses the first 2
+        "data.val_size": 4,
+        "train.val_steps": 0,
+        "train.checkpoint_every": 1,
+        "train.keep_checkpoints": 2,
+        "train.progress_bar": False,
+        "train.max_lr": 0.05,  # large enough that every step visibly changes the parameters
+    }
+    overrides.update({f"train.{k}": v for k, v in train.items()})
+    return configs.load("resnet50:smoke", overrides)
 
 
 def _leaves(state):
@@ -61,7 +61,7 @@ def test_run_writes_logs_config_and_checkpoints(full_run):
     np.testing.assert_allclose([r["momentum"] for r in train], sched.momentum(np.arange(4)), 1e-6)
     assert all(r["loss"] > 0 and np.isfinite(r["ce"]) for r in val)
     assert all(0.0 <= r["AD"] <= 100.0 and 0.0 <= r["IC"] <= 100.0 for r in val)  # at 15 %
-    config = checkpoint.read_config(workdir)
+    config = rundir.read_config(workdir)
     assert config.backbone.name == "synthetic_cnn" and config.model.taps == ()
     assert config.train.max_lr == 0.05
     # keep_checkpoints=2: only the two latest steps remain.
@@ -70,7 +70,7 @@ def test_run_writes_logs_config_and_checkpoints(full_run):
 
 def test_restore_attention_and_load_explain(full_run):
     workdir, out = full_run
-    config, attn = checkpoint.restore_attention(workdir)
+    config, attn = rundir.read_config(workdir), rundir.restore_attention(workdir)
     assert config.backbone.name == "synthetic_cnn"
     want = {"params": out["state"].params, "batch_stats": out["state"].batch_stats}
     assert jax.tree.structure(attn) == jax.tree.structure(want)
@@ -82,7 +82,7 @@ def test_restore_attention_and_load_explain(full_run):
     assert result.maps.shape == (2, 64, 64)
     assert float(result.maps.min()) >= 0.0 and float(result.maps.max()) <= 1.0
     with pytest.raises(ValueError, match="no checkpoint for step 1"):
-        checkpoint.restore_attention(workdir, step=1)
+        rundir.restore_attention(workdir, step=1)
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(full_run, tmp_path):
@@ -90,7 +90,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(full_run, tmp_path):
     workdir = str(tmp_path)
     halted = train_and_evaluate(tiny_config(halt_after_steps=3), workdir)  # stops mid-epoch 1
     assert int(halted["state"].step) == 3
-    assert checkpoint.make_manager(workdir).latest_step() == 3
+    assert rundir.make_manager(workdir).latest_step() == 3
     resumed = train_and_evaluate(tiny_config(), workdir)
     assert int(resumed["state"].step) == 4
     for got, want in zip(_leaves(resumed["state"]), _leaves(full["state"]), strict=True):
@@ -127,9 +127,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     workdir = str(tmp_path)
     with pytest.raises(FloatingPointError, match="non-finite loss or gradient at step 3"):
         train_and_evaluate(tiny_config(), workdir)
-    manager = checkpoint.make_manager(workdir)
+    manager = rundir.make_manager(workdir)
     assert manager.latest_step() == 2
-    _, attn = checkpoint.restore_attention(workdir)
+    attn = rundir.restore_attention(workdir)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(attn))
     steps = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert max(steps) == 2

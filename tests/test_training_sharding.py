@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     jax.config.update("jax_default_matmul_precision", "highest")
     from ttame_jax.backbones import get_spec
-    from ttame_jax.core.config import LossConfig
+    from ttame_jax.config import LossConfig
     from ttame_jax.core.model import build
     from ttame_jax.training import sharding
     from ttame_jax.training.schedule import OneCycle

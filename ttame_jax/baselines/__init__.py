@@ -30,13 +30,20 @@ class Method(NamedTuple):
     fn: Callable
     count: Callable
 
-    def fp(self, module, variables, x, layer, **options) -> int:
-        """Forward passes one explanation costs with these ``options``.
+    def check_options(self, name: str, options) -> None:
+        """Raises ``ValueError`` naming every option ``fn`` does not take (typos are not
+        ignored) and the options it does take."""
+        params = inspect.signature(self.fn).parameters
+        fixed = ("module", "variables", "x", "layer", "target")
+        takes = [p for p in params if p not in fixed]
+        unknown = sorted(k for k in options if k not in takes)
+        if unknown:
+            raise ValueError(
+                f"bad options for method {name!r}: {unknown}; it takes {', '.join(takes)}"
+            )
 
-        Raises:
-          TypeError: an option ``fn`` does not take (so typos are not ignored).
-        """
-        inspect.signature(self.fn).bind(module, variables, x, layer, **options)
+    def fp(self, module, variables, x, layer, **options) -> int:
+        """Forward passes one explanation costs with these ``options``."""
         return self.count(module, variables, x, layer, **options)
 
 

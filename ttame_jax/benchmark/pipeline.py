@@ -2,7 +2,7 @@
 
 For each backbone of ``config.benchmark.backbones``:
 
-1. train it from scratch on the generated images (:mod:`ttame_jax.training.classifier`),
+1. train it from scratch on the generated images (:mod:`ttame_jax.benchmark.backbones`),
 2. train T-TAME on it (:func:`ttame_jax.training.trainer.train_and_evaluate`),
 3. evaluate T-TAME and the baselines on the same test images
    (:func:`ttame_jax.evaluation.evaluate`: AD/IC, ROAD, insertion/deletion, plus the
@@ -12,6 +12,7 @@ For each backbone of ``config.benchmark.backbones``:
 then write ``report.md``, ``report.json`` and ``figures/``. Workdir layout::
 
     workdir/<backbone>/<backbone>.msgpack, .json   trained backbone, its test accuracy
+    workdir/<backbone>/settings.json                 the settings it was trained with
     workdir/<backbone>/ttame/                        T-TAME run (checkpoints, metrics)
     workdir/<backbone>/eval/                         evaluator cache and report
     workdir/figures/, workdir/report.md, workdir/report.json
@@ -21,17 +22,17 @@ Every stage is reused when its output exists, so an interrupted run resumes.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
 import time
 
-import ml_collections
-
+from ttame_jax import rundir
 from ttame_jax.benchmark import localization, report, samples
+from ttame_jax.benchmark.backbones import get_or_train
+from ttame_jax.config import Config, from_dict
 
 STAGES = 4
-_KEYS = ("backbone", "model", "loss", "data", "train")
 
 
 def _stage(config, text: str) -> None:
@@ -39,133 +40,51 @@ def _stage(config, text: str) -> None:
         print(f"\n=== {text} ===", flush=True)
 
 
-def ttame_config(config, backbone: str, weights: str) -> ml_collections.ConfigDict:
-    """The T-TAME training config of ``backbone`` (the trainer's sections of ``config``).
+def ttame_config(config: Config, backbone: str, weights: str) -> Config:
+    """The T-TAME run config of ``backbone``: ``config`` with that backbone.
 
     ``weights`` is stored as an absolute path, so the run's ``config.json`` finds the
     backbone whatever the working directory of a later ``load`` / ``evaluate.py``.
     """
-    c = ml_collections.ConfigDict({k: config[k].to_dict() for k in _KEYS})
-    c.backbone.name = backbone
-    c.backbone.weights = os.path.abspath(weights)
-    c.lock()
-    return c
+    bb = dataclasses.replace(config.backbone, name=backbone, weights=os.path.abspath(weights))
+    return config.replace(backbone=bb)
 
 
-def train_backbone(config, backbone: str, folder: str) -> dict:
-    """Stage 1: the trained backbone's facts (``<backbone>.json``), trained if missing.
-
-    A backbone with ``classifier.<kind>_init_from`` (the hybrid ViT: ``"cnn"``)
-    starts from that backbone, trained first (or reused) in ``folder``'s sibling.
-
-    Raises:
-      ValueError: ``folder`` holds a backbone trained with other settings.
-    """
-    from ttame_jax.backbones import load_pretrained
-    from ttame_jax.training.classifier import train_classifier
-
-    cc, kind = config.classifier, backbone.removeprefix("synthetic_")
-    first = None
-    if cc.get(f"{kind}_init_from"):
-        name = f"synthetic_{cc[f'{kind}_init_from']}"
-        first = train_backbone(config, name, os.path.join(os.path.dirname(folder), name))
-    settings = {
-        "data": config.data.to_dict(),
-        "steps": cc[f"{kind}_steps"],
-        "lr": cc[f"{kind}_lr"],
-        "batch_size": cc.batch_size,
-        "weight_decay": cc.weight_decay,
-        "seed": config.train.seed,
-        "init_from": first and {"weights": first["weights"], **first["settings"]},
-    }
-    weights = os.path.join(folder, f"{backbone}.msgpack")
-    facts_file, settings_file = weights[: -len(".msgpack")] + ".json", f"{folder}/settings.json"
-    if os.path.exists(weights) and os.path.exists(facts_file):
-        with open(settings_file) as f:
-            saved = json.load(f)
-        if saved != json.loads(json.dumps(settings)):
-            raise ValueError(
-                f"{folder} holds a {backbone} trained with other settings ({saved}); "
-                "use a new --workdir or delete that folder"
-            )
-        print(f"{backbone}: reusing the trained backbone in {folder}")
-    else:
-        os.makedirs(folder, exist_ok=True)
-        with open(settings_file, "w") as f:
-            json.dump(settings, f, indent=2)
-        train_classifier(
-            backbone,
-            config.data,
-            steps=settings["steps"],
-            batch_size=cc.batch_size,
-            lr=settings["lr"],
-            weight_decay=cc.weight_decay,
-            seed=config.train.seed,
-            workdir=folder,
-            progress=config.benchmark.progress,
-            init_from=first and load_pretrained(first["backbone"], first["weights"]),
-        )
-    with open(facts_file) as f:
-        facts = json.load(f)
-    return {
-        "backbone": backbone,
-        "weights": weights,
-        "accuracy": facts["test"]["accuracy"],
-        "facts": facts,
-        "settings": settings,
-    }
-
-
-def train_ttame(tcfg, folder: str) -> None:
+def train_ttame(tcfg: Config, folder: str) -> None:
     """Stage 2: trains T-TAME unless ``folder`` already holds its final checkpoint."""
-    from ttame_jax.evaluation.inputs import checkpoint_steps
     from ttame_jax.training.trainer import train_and_evaluate
 
     total = tcfg.train.epochs * tcfg.train.steps_per_epoch
-    done = os.path.isdir(os.path.join(folder, "checkpoints")) and total in checkpoint_steps(folder)
+    done = total in rundir.steps(folder)
     if done and tcfg.train.steps_per_epoch > 0:
         print(f"T-TAME on {tcfg.backbone.name}: reusing the finished run in {folder}")
         return
     train_and_evaluate(tcfg, folder)
 
 
-def evaluate_methods(config, tcfg, ttame_dir: str, eval_dir: str) -> dict:
-    """Stage 3: AD/IC, ROAD, insertion/deletion and localisation of every method."""
+def evaluate_methods(tcfg: Config, ttame_dir: str, eval_dir: str) -> dict:
+    """Stage 3: AD/IC, ROAD, insertion/deletion and localisation of every method
+    (``config.eval``)."""
     from ttame_jax.evaluation import evaluate
 
-    bc = config.benchmark
-    options = {"rise": {"n_masks": bc.rise_masks, "seed": 0}} if "rise" in bc.methods else {}
-    return evaluate(
-        tcfg,
-        ttame_dir,
-        eval_dir,
-        methods=tuple(bc.methods),
-        num_images=bc.num_images,
-        batch_size=bc.batch_size,
-        insertion_deletion=bc.insertion_deletion,
-        insertion_deletion_steps=bc.insertion_deletion_steps,
-        method_options=options,
-        extra_metrics=localization.extra_metrics(),
-        progress=bc.progress,
-    )
+    return evaluate(ttame_dir, tcfg, workdir=eval_dir, extra_metrics=localization.extra_metrics())
 
 
-def counterfactual_and_figures(config, tcfg, ttame_dir: str, figures_dir: str) -> dict:
+def counterfactual_and_figures(tcfg: Config, ttame_dir: str, figures_dir: str) -> dict:
     """Stage 4: counterfactual success rate per method, and the figures."""
     from ttame_jax.backbones import get_spec
     from ttame_jax.core.explainer import load
     from ttame_jax.evaluation.inputs import open_split
-    from ttame_jax.evaluation.methods import build_methods
+    from ttame_jax.evaluation.methods import build_methods, method_options
 
-    bc, name = config.benchmark, tcfg.backbone.name
+    bc, ec, name = tcfg.benchmark, tcfg.eval, tcfg.backbone.name
     explainer = load(ttame_dir)
-    options = {"rise": {"n_masks": bc.rise_masks, "seed": 0}} if "rise" in bc.methods else {}
-    methods = build_methods(list(bc.methods), explainer, options)
+    methods = build_methods(list(ec.methods), explainer, method_options(ec, ec.methods))
     source = open_split(tcfg, "test", get_spec(name).input_size)
     two = samples.pick(source, bc.num_counterfactual, two_objects=True)
-    cf = samples.counterfactual_check(methods, two, bc.batch_size)
+    cf = samples.counterfactual_check(methods, two, ec.batch_size)
     single = samples.pick(source, bc.num_figures, two_objects=False)
-    single_maps = samples.figure_maps(methods, explainer, single, bc.batch_size)
+    single_maps = samples.figure_maps(methods, explainer, single, ec.batch_size)
     shown = {k: v[: bc.num_figures] for k, v in two.items()}
     cf_shown = {m: {k: v[: bc.num_figures] for k, v in r.items()} for m, r in cf.items()}
     paths = samples.save_figures(
@@ -175,7 +94,7 @@ def counterfactual_and_figures(config, tcfg, ttame_dir: str, figures_dir: str) -
     return {"success_rate": rates, "num_images": len(two["image"]), "figures": paths}
 
 
-def run_backbone(config, backbone: str, workdir: str, index: int) -> dict:
+def run_backbone(config: Config, backbone: str, workdir: str, index: int) -> dict:
     """All four stages for one backbone; returns its part of ``report.json``."""
     folder = os.path.join(workdir, backbone)
     head = f"[{index + 1}/{len(config.benchmark.backbones)}] {backbone}"
@@ -188,16 +107,16 @@ def run_backbone(config, backbone: str, workdir: str, index: int) -> dict:
         return out
 
     _stage(config, f"{head} — stage 1/{STAGES}: train the backbone from scratch")
-    trained = timed("backbone", train_backbone, config, backbone, folder)
+    trained = timed("backbone", get_or_train, config, backbone, folder)
     tcfg = ttame_config(config, backbone, trained["weights"])
     ttame_dir, eval_dir = os.path.join(folder, "ttame"), os.path.join(folder, "eval")
     _stage(config, f"{head} — stage 2/{STAGES}: train T-TAME")
     timed("ttame", train_ttame, tcfg, ttame_dir)
-    _stage(config, f"{head} — stage 3/{STAGES}: evaluate {', '.join(config.benchmark.methods)}")
-    results = timed("evaluation", evaluate_methods, config, tcfg, ttame_dir, eval_dir)
+    _stage(config, f"{head} — stage 3/{STAGES}: evaluate {', '.join(config.eval.methods)}")
+    results = timed("evaluation", evaluate_methods, tcfg, ttame_dir, eval_dir)
     _stage(config, f"{head} — stage 4/{STAGES}: counterfactual check and figures")
     figures_dir = os.path.join(workdir, "figures")
-    cf = timed("counterfactual", counterfactual_and_figures, config, tcfg, ttame_dir, figures_dir)
+    cf = timed("counterfactual", counterfactual_and_figures, tcfg, ttame_dir, figures_dir)
     road_png = os.path.join(figures_dir, f"{backbone}_road_curves.png")
     shutil.copyfile(os.path.join(eval_dir, "road_curves.png"), road_png)
     cf["figures"].append(road_png)
@@ -210,21 +129,16 @@ def run_backbone(config, backbone: str, workdir: str, index: int) -> dict:
     }
 
 
-def run_benchmark(config, workdir: str) -> dict:
-    """Runs the benchmark of ``config`` (``configs/synthetic.py``) into ``workdir``.
+def run_benchmark(config: Config, workdir: str) -> dict:
+    """Runs the benchmark of ``config`` (the packaged ``synthetic`` config) into ``workdir``.
 
     Returns:
       the ``report.json`` dict (also written, with ``report.md``, into ``workdir``).
     """
-    if "benchmark" not in config:
+    config = from_dict(config)
+    if not config.is_benchmark:
         raise ValueError(
-            "not a benchmark config (no `benchmark` section): use configs/synthetic.py"
-        )
-    unknown = [m for m in config.benchmark.backbones if not m.startswith("synthetic_")]
-    if unknown:
-        raise ValueError(
-            f"the benchmark trains synthetic backbones only, got {unknown}; "
-            "use synthetic_cnn and/or synthetic_vit"
+            "not a benchmark config (benchmark.backbones is empty): use --config=synthetic"
         )
     start = time.perf_counter()
     os.makedirs(workdir, exist_ok=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 
+from ttame_jax.config import to_dict
 from ttame_jax.evaluation.cache import atomic_write_bytes
 
 COLUMNS = (  # (header, better, getter on a row dict of report.json)
@@ -58,7 +59,7 @@ def _row(m: dict, cf_rate: float) -> dict:
 
 def build(config, per_backbone: dict, *, seconds: float) -> dict:
     """The ``report.json`` dict: config, per backbone the table rows and all raw numbers."""
-    out = {"config": json.loads(config.to_json_best_effort()), "seconds": round(seconds, 1)}
+    out = {"config": to_dict(config), "seconds": round(seconds, 1)}
     out["backbones"] = {}
     for name, b in per_backbone.items():
         methods = b["evaluation"]["methods"]

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from ttame_jax.config import to_dict
 from ttame_jax.data import preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -94,17 +95,12 @@ def prepare_out(out: str, overwrite: bool) -> None:
 
 def load_checkpoint(checkpoint: str, step: int | None):
     """``(explainer, config, workdir, step)`` of a training workdir (latest step by default)."""
-    from ttame_jax.core.explainer import _find_workdir, load
-    from ttame_jax.training.checkpoint import make_manager, read_config
+    from ttame_jax import rundir
+    from ttame_jax.core.explainer import load
 
-    workdir = _find_workdir(checkpoint)
-    if step is None:
-        manager = make_manager(workdir, read_only=True)
-        try:
-            step = max(manager.all_steps(), default=None)
-        finally:
-            manager.close()
-    return load(workdir, step), read_config(workdir), workdir, step
+    workdir = rundir.find(checkpoint)
+    step = rundir.pick_step(workdir, step)
+    return load(workdir, step), rundir.read_config(workdir), workdir, step
 
 
 @functools.cache
@@ -139,8 +135,8 @@ def manifest(command: str, argv: list[str], config, workdir: str, step, **extra)
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in _PACKAGES}},
         "checkpoint": {"workdir": os.path.abspath(workdir), "step": step},
-        "config": json.loads(config.to_json()) if hasattr(config, "to_json") else config,
-        "seed": config.train.seed if "train" in config else None,
+        "config": to_dict(config),
+        "seed": config.train.seed,
         **extra,
     }
 

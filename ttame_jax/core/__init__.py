@@ -2,7 +2,6 @@
 
 Modules (one job each):
 
-* ``config``     frozen ``config.model`` / ``config.loss`` (ModelConfig, LossConfig)
 * ``resize``     bilinear resize with torch ``align_corners=False`` semantics
 * ``adapter``    feature map adapter (CNN identity, ViT tokens -> NHWC) and (H_e, W_e)
 * ``attention``  feature branches + fusion (Flax linen), Table 6 variants

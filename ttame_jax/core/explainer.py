@@ -15,15 +15,14 @@ the backbone forward itself.
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
 from ttame_jax.backbones.registry import BackboneSpec, get_spec
-from ttame_jax.core.config import ModelConfig
+from ttame_jax.config import ModelConfig
+from ttame_jax.core.masking import normalize
 from ttame_jax.core.model import build
 from ttame_jax.core.resize import resize_bilinear
 
@@ -73,7 +72,7 @@ class Explainer:
 
     @classmethod
     def from_config(cls, config, backbone_vars, attn_vars) -> Explainer:
-        """From a training config (``config.backbone.name``, ``config.model``)."""
+        """From a training :class:`~ttame_jax.config.Config` (its backbone and model)."""
         return cls.from_model(
             build(get_spec(config.backbone.name), config.model), backbone_vars, attn_vars
         )
@@ -150,7 +149,7 @@ def _minmax(c: jnp.ndarray) -> jnp.ndarray:
 @jax.jit(static_argnames=("all_classes",))
 def _explain(params: Explainer, x, target, classes, all_classes: bool) -> Explanation:
     model = build(params.spec, params.model_cfg)
-    logits, feats = model.features(params.backbone_vars, (x - params.mean) / params.std)
+    logits, feats = model.features(params.backbone_vars, normalize(x, params.mean, params.std))
     b = x.shape[0]
     if all_classes:
         c = model.attention.apply(params.attn_vars, feats)
@@ -187,41 +186,24 @@ def explain(params: Explainer, x, target=None, classes=None, all_classes: bool =
     return _explain(params, x, target, classes, bool(all_classes))
 
 
-def _find_workdir(path: str) -> str:
-    path = os.path.normpath(os.fspath(path))
-    candidates = [path]
-    if os.path.basename(path) == "checkpoints":  # workdir/checkpoints was passed
-        candidates.append(os.path.dirname(path))
-    for candidate in candidates:
-        if os.path.isfile(os.path.join(candidate, "config.json")):
-            return candidate
-    raise FileNotFoundError(
-        f"no config.json in {path!r} or its parent: pass the workdir of a training run "
-        f"(python train.py --workdir=DIR writes DIR/config.json and DIR/checkpoints/)"
-    )
-
-
 def load(workdir, step: int | None = None) -> Explainer:
     """Loads a trained explainer from a training workdir.
 
     Args:
-      workdir: the ``--workdir`` of ``train.py`` (or its ``checkpoints/`` subfolder).
+      workdir: the ``--workdir`` of ``train.py``, or any path inside it (e.g. its
+        ``checkpoints/`` folder).
       step: checkpoint step; default the latest.
 
     Returns:
       an :class:`Explainer`: backbone variables from ``config.backbone`` (via
       ``ttame_jax.backbones.load_pretrained``) and the attention variables of the checkpoint.
     """
+    from ttame_jax import rundir
     from ttame_jax.backbones import load_pretrained
-    from ttame_jax.training.checkpoint import restore_attention
 
-    workdir = _find_workdir(workdir)
-    config, attn_vars = restore_attention(workdir, step)
-    for field in ("backbone", "model"):
-        if field not in config:
-            raise ValueError(f"{workdir}/config.json has no '{field}' section; is it a T-TAME run?")
-    backbone = config.backbone
-    backbone_vars = load_pretrained(
-        backbone.name, backbone.get("weights"), seed=backbone.get("seed", 0)
-    )
+    workdir = rundir.find(workdir)
+    config = rundir.read_config(workdir)
+    attn_vars = rundir.restore_attention(workdir, step)
+    bb = config.backbone
+    backbone_vars = load_pretrained(bb.name, bb.weights, seed=bb.seed)
     return Explainer.from_config(config, backbone_vars, attn_vars)

@@ -14,7 +14,7 @@ Layout: Ψ is ``(B, H_e, W_e, k)``: for each of the B images, k sigmoid maps
   independently per image, from an explicit ``rng`` (the caller passes a fresh
   key per step, so the draw is reproducible from the training seed).
 
-Loss, reference variant (weights from :class:`~ttame_jax.core.config.LossConfig`):
+Loss, reference variant (weights from :class:`~ttame_jax.config.LossConfig`):
 
     ce   = 1.5 · CE(masked logits, y)                         (mean over images)
     area = 2 · mean((Ψ + 0.0005) ** 0.3)                      (mean over all B·H_e·W_e·k)
@@ -45,7 +45,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ttame_jax.core.config import LossConfig
+from ttame_jax.config import LossConfig
 
 
 def psi_classes(

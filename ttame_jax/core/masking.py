@@ -21,10 +21,18 @@ from ttame_jax.core.resize import resize_bilinear
 
 
 def normalize(x: jnp.ndarray, mean: Sequence[float], std: Sequence[float]) -> jnp.ndarray:
-    """``(x - mean) / std`` per channel; ``x`` NHWC ``(B, H, W, 3)``."""
-    mean = jnp.asarray(mean, dtype=x.dtype)
-    std = jnp.asarray(std, dtype=x.dtype)
-    return (x - mean) / std
+    """``(x - mean) / std`` per channel of an NHWC batch: the backbone's input
+    standardisation (the one definition in the package; ``|·|`` in the paper)."""
+    x = jnp.asarray(x)
+    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+    mean = jnp.asarray(mean, dtype=dtype)
+    std = jnp.asarray(std, dtype=dtype)
+    if mean.shape != (x.shape[-1],) or std.shape != (x.shape[-1],):
+        raise ValueError(
+            f"mean and std need one value per channel ({x.shape[-1]}), got shapes "
+            f"{mean.shape} and {std.shape}"
+        )
+    return (x.astype(dtype) - mean) / std
 
 
 def masking_rule(masking: str, kind: str) -> str:

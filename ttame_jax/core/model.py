@@ -27,9 +27,9 @@ import jax.numpy as jnp
 from ttame_jax.backbones.extract import extract, resolve_taps
 from ttame_jax.backbones.registry import BackboneSpec, get_spec
 from ttame_jax.backbones.validation import check_input
+from ttame_jax.config import LossConfig, ModelConfig, raise_errors
 from ttame_jax.core.adapter import adapt
 from ttame_jax.core.attention import AttentionMechanism
-from ttame_jax.core.config import LossConfig, ModelConfig
 from ttame_jax.core.loss import psi_classes, ttame_loss
 from ttame_jax.core.masking import mask_images, masking_rule, normalize
 
@@ -120,7 +120,7 @@ class TTAME:
           attn_params, attn_batch_stats: the attention variables.
           backbone_vars: frozen backbone variables.
           x01: ``(B, S, S, 3)`` images in [0, 1].
-          loss_cfg: ``config.loss`` (ConfigDict, dict or LossConfig).
+          loss_cfg: ``config.loss``, a :class:`~ttame_jax.config.LossConfig`.
           rng: PRNG key; required for ``loss_cfg.variant == "paper"`` (random Ψ classes).
 
         Returns:
@@ -128,7 +128,7 @@ class TTAME:
           ``{"loss", "ce", "area", "tv", "mask_mean"}`` (scalars; the weighted
           ce + area + tv equal loss; mask_mean is the mean of the masks A_y).
         """
-        cfg = LossConfig.from_config(loss_cfg)
+        cfg = _typed(loss_cfg, LossConfig, "loss")
         xn = normalize(x01, self.spec.mean, self.spec.std)
         logits, feats = jax.lax.stop_gradient(self.features(backbone_vars, xn))
         y = jnp.argmax(logits, axis=-1)
@@ -149,18 +149,29 @@ class TTAME:
         return loss, (terms, state.get("batch_stats", {}))
 
 
+def _typed(cfg, cls, section: str):
+    """``cfg`` if it is a valid ``cls``; clear errors otherwise."""
+    if not isinstance(cfg, cls):
+        raise TypeError(
+            f"config.{section} must be a ttame_jax.config.{cls.__name__}, got "
+            f"{type(cfg).__name__} (build configs with ttame_jax.configs.load / config.from_dict)"
+        )
+    raise_errors(cfg.errors())
+    return cfg
+
+
 def build(spec: BackboneSpec | str, model_cfg=None) -> TTAME:
     """Builds the static T-TAME model for a backbone.
 
     Args:
       spec: a :class:`BackboneSpec` or a registered backbone name.
-      model_cfg: ``config.model`` (ConfigDict, dict, ModelConfig or None for defaults).
+      model_cfg: ``config.model``, a :class:`~ttame_jax.config.ModelConfig` (None: defaults).
 
     Raises:
       ValueError: unknown tap names (the message lists the valid ones) or bad config values.
     """
     if isinstance(spec, str):
         spec = get_spec(spec)
-    model = TTAME(spec=spec, cfg=ModelConfig.from_config(model_cfg))
+    model = TTAME(spec=spec, cfg=_typed(model_cfg or ModelConfig(), ModelConfig, "model"))
     resolve_taps(model.backbone, model.taps)
     return model

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 
-import ml_collections
 import numpy as np
 
 from ttame_jax.data import synthetic_scene as scene_lib
@@ -41,21 +40,8 @@ STD = (0.216, 0.227, 0.216)
 SPLITS = ("train", "val", "test")
 
 
-def default_config() -> ml_collections.ConfigDict:
-    """Data config of the synthetic benchmark (``data_cfg.name == "synthetic"``)."""
-    cfg = ml_collections.ConfigDict()
-    cfg.name = "synthetic"
-    cfg.train_size = 4000  # training images (rendered once, then re-shuffled per epoch)
-    cfg.val_size = 500
-    cfg.test_size = 1000
-    cfg.two_object_fraction = 0.25  # share of *test* images with two targets of two classes
-    cfg.min_clutter = 2  # clutter objects per image, inclusive range
-    cfg.max_clutter = 5
-    return cfg
-
-
 class SyntheticSource:
-    """One split of the synthetic benchmark (the data Source interface).
+    """One split of the synthetic benchmark (a :class:`~ttame_jax.data.source.DataSource`).
 
     Attributes:
       num_classes: 8.
@@ -126,6 +112,10 @@ class SyntheticSource:
             "evidence2": masks[1] if two else np.zeros_like(masks[0]),
         }
 
+    def describe(self, index: int) -> str:
+        """``synthetic:<split>:<index>``: the scene is a pure function of it and the seed."""
+        return f"synthetic:{self.split}:{index}"
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The whole split as read-only arrays (images as uint8), rendered once per
         process: the benchmark's stages each open the same splits."""
@@ -139,8 +129,10 @@ class SyntheticSource:
         shuffle: bool = False,
         augment: bool = False,
         drop_remainder: bool = False,
+        start: int = 0,
     ):
-        """Yields batch dicts (see the module docstring), deterministic in (seed, epoch).
+        """Yields batch dicts (see the module docstring), deterministic in (seed, epoch),
+        from batch ``start`` on.
 
         ``augment`` flips each image (and its masks) left-right and/or up-down at
         random; no class changes under flips (the stripes stay horizontal or
@@ -153,12 +145,14 @@ class SyntheticSource:
         order = rng.permutation(self._n) if shuffle else np.arange(self._n)
         flips = rng.integers(0, 2, (self._n, 2)).astype(bool) if augment else None
         stop = self._n - self._n % batch_size if drop_remainder else self._n
-        for start in range(0, stop, batch_size):
-            idx = order[start : start + batch_size]
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        for first in range(start * batch_size, stop, batch_size):
+            idx = order[first : first + batch_size]
             batch = {k: v[idx] for k, v in data.items()}
             if flips is not None:
                 for axis in (0, 1):  # 0: up-down, 1: left-right
-                    f = flips[start : start + len(idx), axis]
+                    f = flips[first : first + len(idx), axis]
                     for k in ("image", "evidence", "evidence2"):
                         batch[k][f] = np.flip(batch[k][f], axis=axis + 1)
             batch["image"] = batch["image"].astype(np.float32) / 255.0
@@ -178,22 +172,13 @@ def _rendered(split, size, n, seed, two, clutter) -> dict[str, np.ndarray]:
 
 
 def build_source(data_cfg, split: str, *, input_size: int, seed: int) -> SyntheticSource:
-    """Source of ``split`` for a ``data_cfg`` shaped like :func:`default_config`.
-
-    Fields absent from ``data_cfg`` take their defaults; two-object images are
-    only put into the test split.
-    """
-    defaults = default_config()
-
-    def field(name):
-        value = data_cfg.get(name, None) if hasattr(data_cfg, "get") else None
-        return defaults[name] if value is None else value
-
+    """Source of ``split`` for ``config.data`` (a :class:`ttame_jax.config.DataConfig`);
+    two-object images are only put into the test split."""
     return SyntheticSource(
         split,
         size=input_size,
-        num_examples=field(f"{split}_size") if split in SPLITS else 0,
+        num_examples=getattr(data_cfg, f"{split}_size"),
         seed=seed,
-        two_object_fraction=field("two_object_fraction") if split == "test" else 0.0,
-        num_clutter=(field("min_clutter"), field("max_clutter")),
+        two_object_fraction=data_cfg.two_object_fraction if split == "test" else 0.0,
+        num_clutter=(data_cfg.min_clutter, data_cfg.max_clutter),
     )

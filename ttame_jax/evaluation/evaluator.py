@@ -22,9 +22,12 @@ import numpy as np
 from absl import logging
 from tqdm.auto import tqdm
 
+from ttame_jax import rundir
+from ttame_jax.config import Config, from_dict
+from ttame_jax.data.source import DataSource
 from ttame_jax.evaluation import inputs, scoring
 from ttame_jax.evaluation.cache import BatchCache
-from ttame_jax.evaluation.methods import Method, build_methods, check_names, top1
+from ttame_jax.evaluation.methods import Method, build_methods, check_names, method_options, top1
 
 # extra_metrics: name -> fn(maps (B, S, S) np.float32, batch dict of np arrays) -> (B,) values
 # (NaN = not applicable to that image; the report shows the mean over the others).
@@ -32,18 +35,12 @@ ExtraMetric = Callable[[np.ndarray, Mapping[str, np.ndarray]], np.ndarray]
 CACHE_VERSION = 1  # bump when the cached arrays change meaning
 
 
-def _batches(source, batch_size: int, first: int, num_images: int):
+def _batches(source: DataSource, batch_size: int, first: int, num_images: int):
     """``(index, batch)`` from batch ``first`` on, the last one cut to ``num_images``."""
-    try:
-        it = source.batches(batch_size, shuffle=False, augment=False, start=first)
-        skip = 0
-    except TypeError:  # a Source without cheap mid-pass starts (e.g. the synthetic one)
-        it = source.batches(batch_size, shuffle=False, augment=False)
-        skip = first
-    for i, batch in enumerate(it, start=first - skip):
-        if i >= first:
-            keep = min(batch_size, num_images - i * batch_size)
-            yield i, {k: v[:keep] for k, v in batch.items()}
+    it = source.batches(batch_size, shuffle=False, augment=False, start=first)
+    for i, batch in enumerate(it, start=first):
+        keep = min(batch_size, num_images - i * batch_size)
+        yield i, {k: v[:keep] for k, v in batch.items()}
         if (i + 1) * batch_size >= num_images:
             return  # do not ask the loader for a batch beyond num_images
 
@@ -113,42 +110,28 @@ def run_method(method, source, explainer, ctx, cache, *, batch_size, num_images,
 
 
 def evaluate(
-    config,
     checkpoint_dir: str,
-    workdir: str | None = None,
-    methods: Sequence[str | Method] = ("ttame",),
+    config: Config | None = None,
     *,
-    step: int | None = None,
-    num_images: int | None = None,
-    batch_size: int = 32,
-    road_compat: str = "grad-cam",
-    insertion_deletion: bool = False,
-    insertion_deletion_steps: int = 100,
-    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    workdir: str | None = None,
+    methods: Sequence[str | Method] | None = None,
     extra_metrics: Mapping[str, ExtraMetric] | None = None,
-    split: str = "test",
-    progress: bool = True,
     write: bool = True,
 ) -> dict[str, Any]:
     """Evaluates a T-TAME checkpoint (and baselines on its backbone); writes the report.
 
+    What is scored and how comes from ``config.eval`` (:class:`ttame_jax.config.EvalConfig`:
+    methods, step, split, number of images, batch size, ROAD rule, insertion/deletion,
+    RISE masks, baseline layer); the images from ``config.data``.
+
     Args:
-      config: the training config (``config.data`` chooses the test split); ``None``
-        uses the checkpoint's own ``config.json``.
-      checkpoint_dir: a ``train.py`` workdir (or its ``checkpoints/``).
+      checkpoint_dir: a ``train.py`` workdir (or any path inside it).
+      config: the config (``None``: the checkpoint's own ``config.json``); its backbone
+        and taps must be the checkpoint's. A mapping or ConfigDict is converted.
       workdir: output folder for the report and the cache; default ``<checkpoint>/eval``.
-      methods: names from :func:`ttame_jax.evaluation.methods.available` or ready
-        :class:`~ttame_jax.evaluation.methods.Method` objects.
-      step: checkpoint step (default the latest).
-      num_images: evaluate the first N test images (default all).
-      batch_size: images per batch (also the cache granularity).
-      road_compat: ``"grad-cam"`` (paper numbers) or ``"road"`` (original ROAD).
-      insertion_deletion: also compute insertion/deletion AUC.
-      insertion_deletion_steps: its curve steps (the benchmark's 64 px images use 32).
-      method_options: per-method options, e.g. ``{"rise": {"n_masks": 4000}}``.
+      methods: overrides ``config.eval.methods``; may hold ready
+        :class:`~ttame_jax.evaluation.methods.Method` objects (custom methods).
       extra_metrics: ``{name: fn(maps, batch) -> (B,)}`` per-image values (NaN = skip).
-      split: data split to evaluate ("test"; "val" for model selection).
-      progress: show tqdm bars.
       write: write report files into ``workdir`` (atomically, only after success).
 
     Returns:
@@ -157,37 +140,33 @@ def evaluate(
     from ttame_jax.backbones import get_spec
     from ttame_jax.core.explainer import load
     from ttame_jax.evaluation import report
-    from ttame_jax.training.checkpoint import read_config
 
-    check_names(list(methods))
-    scoring.check_compat(road_compat)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    train_dir = rundir.find(checkpoint_dir)
+    saved = rundir.read_config(train_dir)
+    config = saved if config is None else from_dict(config)
+    ec = config.eval
+    methods = list(ec.methods if methods is None else methods)
+    check_names(methods)
+    step = rundir.pick_step(train_dir, ec.step)
     extra = dict(extra_metrics or {})
-    train_dir = inputs.resolve_workdir(checkpoint_dir)
-    step = inputs.pick_step(train_dir, step)
-    saved = read_config(train_dir)
-    config = saved if config is None else config
     inputs.check_same_model(config, saved)
-    source = inputs.open_split(config, split, get_spec(saved.backbone.name).input_size)
-    total = len(source) if num_images is None else min(int(num_images), len(source))
-    if total < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
+    source = inputs.open_split(config, ec.split, get_spec(saved.backbone.name).input_size)
+    total = len(source) if ec.num_images is None else min(ec.num_images, len(source))
 
     explainer = load(train_dir, step)
-    resolved = build_methods(list(methods), explainer, method_options)
+    resolved = build_methods(methods, explainer, method_options(ec, methods))
     ctx = scoring.Context.create(
-        explainer, road_compat, insertion_deletion, insertion_deletion_steps
+        explainer, ec.road_compat, ec.insertion_deletion, ec.insertion_deletion_steps
     )
     workdir = workdir or f"{train_dir}/eval"
     common_key = {
         "version": CACHE_VERSION,
         "checkpoint": train_dir,
         "step": step,
-        "run": inputs.checkpoint_fingerprint(train_dir, step),
-        "data": inputs.split_fingerprint(config, split, source),
+        "run": rundir.fingerprint(train_dir, step),
+        "data": inputs.split_fingerprint(config, ec.split, source),
         "num_images": total,
-        "batch_size": batch_size,
+        "batch_size": ec.batch_size,
         "scoring": ctx.key(),
         "extra_metrics": sorted(extra),
     }
@@ -197,7 +176,7 @@ def evaluate(
         cache = BatchCache(f"{workdir}/cache", method.name, key)
         rows = run_method(
             method, source, explainer, ctx, cache,
-            batch_size=batch_size, num_images=total, extra=extra, progress=progress,
+            batch_size=ec.batch_size, num_images=total, extra=extra, progress=ec.progress,
         )  # fmt: skip
         per_method[method.name] = (method, rows)
     meta = {
@@ -208,12 +187,12 @@ def evaluate(
         "baseline_layer": next(
             (m.options.get("layer") for m in resolved if "layer" in m.options), None
         ),
-        "split": split,
+        "split": ec.split,
         "num_images": total,
-        "batch_size": batch_size,
-        "road_compat": road_compat,
-        "insertion_deletion": bool(insertion_deletion),
-        "insertion_deletion_steps": int(insertion_deletion_steps),
+        "batch_size": ec.batch_size,
+        "road_compat": ec.road_compat,
+        "insertion_deletion": ec.insertion_deletion,
+        "insertion_deletion_steps": ec.insertion_deletion_steps,
     }
     results = report.summarise(per_method, meta)
     if write:

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ttame_jax.core.explainer import Explainer, explain
+from ttame_jax.core.masking import normalize
 from ttame_jax.core.model import build
 
 TTAME = "ttame"
@@ -92,20 +93,39 @@ def _baseline(name: str, explainer: Explainer, options: Mapping[str, Any]) -> Me
     variables = explainer.backbone_vars
     kwargs = dict(options)
     layer = kwargs.pop("layer", None) or baseline_layer(explainer)
+    method.check_options(name, {("key" if k == "seed" else k): v for k, v in kwargs.items()})
     if "seed" in kwargs:  # a JSON-friendly stand-in for a PRNG key (RISE)
         kwargs["key"] = jax.random.key(int(kwargs.pop("seed")))
     mean, std = explainer.mean, explainer.std
 
     def fn(x01, target):
-        xn = (jnp.asarray(x01, jnp.float32) - mean) / std
+        xn = normalize(jnp.asarray(x01, jnp.float32), mean, std)
         return method.fn(module, variables, xn, layer, target=target, **kwargs)
 
     probe = jnp.zeros((1, explainer.spec.input_size, explainer.spec.input_size, 3))
-    try:
-        fp = method.fp(module, variables, probe, layer, **kwargs)
-    except TypeError as err:
-        raise ValueError(f"bad options for method {name!r}: {dict(options)} ({err})") from None
+    fp = method.fp(module, variables, probe, layer, **kwargs)
     return Method(name, fn, fp=int(fp), options={**dict(options), "layer": layer})
+
+
+def method_options(ec, methods: Sequence[str | Method]) -> dict[str, dict[str, Any]]:
+    """Per-method options of ``config.eval`` (a :class:`ttame_jax.config.EvalConfig`),
+    only for the listed methods: RISE's masks and seed, the CAM baselines' layer, the
+    many-pass methods' chunk size."""
+    names = {m for m in methods if isinstance(m, str)}
+    options: dict[str, dict[str, Any]] = {}
+    if "rise" in names:
+        options["rise"] = {"seed": ec.rise_seed}
+        if ec.rise_masks is not None:
+            options["rise"]["n_masks"] = ec.rise_masks
+    if ec.baseline_layer:
+        for name in ("gradcam", "gradcampp", "scorecam", "ablationcam"):
+            if name in names:
+                options.setdefault(name, {})["layer"] = ec.baseline_layer
+    if ec.chunk_size is not None:
+        for name in ("scorecam", "ablationcam", "rise"):
+            if name in names:
+                options.setdefault(name, {})["batch_size"] = ec.chunk_size
+    return options
 
 
 def build_methods(
@@ -157,4 +177,4 @@ def top1(explainer: Explainer, x01) -> np.ndarray:
 @jax.jit
 def _logits(explainer: Explainer, x01):
     module = explainer.spec.builder()
-    return module.apply(explainer.backbone_vars, (x01 - explainer.mean) / explainer.std)
+    return module.apply(explainer.backbone_vars, normalize(x01, explainer.mean, explainer.std))

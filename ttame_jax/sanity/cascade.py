@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ttame_jax.core.explainer import Explainer, explain
+from ttame_jax.core.masking import normalize
 from ttame_jax.core.model import build
 from ttame_jax.sanity.similarity import spearman, ssim
 
@@ -143,7 +144,7 @@ def cascading_randomization(
     maps = [np.asarray(explain(explainer, x, target=target).maps)]
     steps: list[str] = []
     key_b, key_a = jax.random.split(jax.random.key(seed))
-    xn = (x[:1] - explainer.mean) / explainer.std
+    xn = normalize(x[:1], explainer.mean, explainer.std)
     for part in parts:
         field = "backbone_vars" if part == "backbone" else "attn_vars"
         if part == "backbone":

@@ -25,11 +25,12 @@ import optax
 from tqdm.auto import tqdm
 
 from ttame_jax import backbones
+from ttame_jax.core.masking import normalize
 from ttame_jax.data import build_source
 
 
 @flax.struct.dataclass
-class TrainState:
+class ClassifierState:
     """Everything that changes during training; ``batch_stats`` is ``{}`` without BatchNorm."""
 
     step: jax.Array
@@ -67,7 +68,7 @@ def transplant(variables: dict, source: dict) -> dict:
     return out
 
 
-def make_optimizer(lr: float, steps: int, weight_decay: float) -> optax.GradientTransformation:
+def make_adamw(lr: float, steps: int, weight_decay: float) -> optax.GradientTransformation:
     """AdamW whose learning rate warms up over 10 % of ``steps``, then decays (cosine) to 0."""
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, lr, warmup_steps=max(1, steps // 10), decay_steps=max(2, steps)
@@ -81,11 +82,11 @@ def make_steps(model, tx, mean, std):
     mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
 
     @functools.partial(jax.jit, donate_argnums=0)
-    def train_step(state: TrainState, images, labels):
+    def train_step(state: ClassifierState, images, labels):
         def loss_fn(params):
             logits, updates = model.apply(
                 _variables(params, state.batch_stats),
-                (images - mean) / std,
+                normalize(images, mean, std),
                 train=True,
                 mutable=["batch_stats"],
             )
@@ -97,7 +98,7 @@ def make_steps(model, tx, mean, std):
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        new = TrainState(state.step + 1, params, batch_stats, opt_state)
+        new = ClassifierState(state.step + 1, params, batch_stats, opt_state)
         metrics = {
             "loss": loss,
             "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
@@ -107,12 +108,12 @@ def make_steps(model, tx, mean, std):
 
     @jax.jit
     def predict(variables, images):
-        return model.apply(variables, (images - mean) / std)
+        return model.apply(variables, normalize(images, mean, std))
 
     return train_step, predict
 
 
-def evaluate(predict, variables, source, batch_size: int) -> dict[str, float]:
+def accuracy(predict, variables, source, batch_size: int) -> dict[str, float]:
     """Top-1 accuracy on the single-object images of ``source``; on two-object images
     (``label2 >= 0``) the share whose top-1 is one of the two classes."""
     hits, count, hits2, count2 = 0, 0, 0, 0
@@ -148,7 +149,7 @@ def train_classifier(
 
     Args:
       backbone_name: a registered backbone, e.g. ``"synthetic_cnn"``.
-      data_cfg: data config for :func:`ttame_jax.data.build_source`.
+      data_cfg: ``config.data`` (a :class:`ttame_jax.config.DataConfig`).
       steps: optimizer steps (the train split is re-shuffled every epoch).
       batch_size: images per step.
       lr: peak learning rate of AdamW.
@@ -182,9 +183,9 @@ def train_classifier(
     variables = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, size, size, 3)))
     if init_from is not None:
         variables = transplant(variables, init_from)
-    tx = make_optimizer(lr, steps, weight_decay)
+    tx = make_adamw(lr, steps, weight_decay)
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
-    state = TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params))
+    state = ClassifierState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params))
     train_step, predict = make_steps(model, tx, spec.mean, spec.std)
 
     bar = tqdm(total=steps, desc=f"train {backbone_name}", disable=not progress, unit="step")
@@ -213,7 +214,7 @@ def train_classifier(
     train_seconds = time.perf_counter() - t0
 
     variables = _variables(state.params, state.batch_stats)
-    result = evaluate(predict, variables, test, batch_size=256)
+    result = accuracy(predict, variables, test, batch_size=256)
     if progress:
         print(f"{backbone_name}: test accuracy {result['accuracy']:.4f} ({train_seconds:.1f} s)")
     if workdir is not None:
@@ -235,50 +236,3 @@ def train_classifier(
         with open(os.path.join(workdir, f"{backbone_name}.json"), "w") as f:
             json.dump(facts, f, indent=2)
     return variables, result["accuracy"]
-
-
-def train_from_config(config, workdir: str, *, progress: bool = True):
-    """:func:`train_classifier` with the fields of ``configs/synthetic_backbone.py``.
-
-    With ``config.init_from`` (the hybrid ViT: ``"cnn"``) that variant of the same
-    config file is trained first into the same ``workdir`` (with this config's data
-    and seed), or reused when ``workdir`` already holds its weights.
-    """
-    init = None
-    if config.init_from:
-        from configs import synthetic_backbone
-
-        first = synthetic_backbone.get_config(config.init_from)
-        first.unlock()
-        first.data, first.seed = config.data, config.seed
-        path = os.path.join(workdir, f"{first.backbone}.msgpack")
-        if os.path.exists(path):
-            init = backbones.load_pretrained(first.backbone, path)
-            if progress:
-                print(f"{config.backbone}: its stem starts from {path}")
-        else:
-            init, _ = train_from_config(first, workdir, progress=progress)
-    return train_classifier(
-        config.backbone,
-        config.data,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-        workdir=workdir,
-        progress=progress,
-        init_from=init,
-    )
-
-
-if __name__ == "__main__":
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", None, "e.g. configs/synthetic_backbone.py:vit", lock_config=True
-    )
-    _WORKDIR = flags.DEFINE_string("workdir", None, "where <backbone>.msgpack/.json are written")
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(lambda argv: train_from_config(_CONFIG.value, _WORKDIR.value) and None)

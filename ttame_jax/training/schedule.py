@@ -50,6 +50,12 @@ class OneCycle:
     def __post_init__(self):
         check_onecycle(self)
 
+    @classmethod
+    def from_train_config(cls, train_cfg, total_steps: int) -> OneCycle:
+        """The schedule of ``config.train`` (a :class:`ttame_jax.config.TrainConfig`)."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "total_steps"]
+        return cls(total_steps=total_steps, **{n: getattr(train_cfg, n) for n in names})
+
     @property
     def initial_lr(self) -> float:
         return self.max_lr / self.div_factor

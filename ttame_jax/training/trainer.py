@@ -13,11 +13,11 @@ import logging
 import os
 
 import jax
-import ml_collections
 
-from ttame_jax.core.config import LossConfig
-from ttame_jax.training import checkpoint, config_utils, sharding, validation
-from ttame_jax.training.logging import MetricsLogger
+from ttame_jax import rundir
+from ttame_jax.config import Config, from_dict, to_dict
+from ttame_jax.training import preflight, sharding, val_metrics
+from ttame_jax.training.metrics_log import MetricsLogger
 from ttame_jax.training.schedule import OneCycle
 from ttame_jax.training.train_step import build_steps
 
@@ -40,17 +40,16 @@ def steps_per_epoch(train_cfg, num_examples: int) -> int:
     return full
 
 
-def _check_resumable(workdir: str, config) -> None:
+def _check_resumable(workdir: str, config: Config) -> None:
     """Refuses to resume a workdir whose checkpoints belong to another model."""
-    path = os.path.join(workdir, checkpoint.CONFIG_FILE)
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE)):
         return
-    old = checkpoint.read_config(workdir)
+    old, new = to_dict(rundir.read_config(workdir)), to_dict(config)
     for key in _RESUME_KEYS:
-        if key in old and old[key].to_dict() != config[key].to_dict():
+        if old[key] != new[key]:
             raise ValueError(
-                f"{workdir} holds a run with a different config.{key} ({old[key].to_dict()} vs "
-                f"{config[key].to_dict()}); use a new --workdir or delete {workdir}"
+                f"{workdir} holds a run with a different config.{key} ({old[key]} vs "
+                f"{new[key]}); use a new --workdir or delete {workdir}"
             )
 
 
@@ -70,11 +69,12 @@ def _train_batches(source, train_cfg, spe: int, epoch: int, skip: int):
     return itertools.islice(itertools.chain.from_iterable(passes), skip, spe)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: Config, workdir: str) -> dict:
     """Trains T-TAME as described by ``config``, checkpointing into ``workdir``.
 
     Args:
-      config: a config from ``configs/`` (see ``configs/common.py`` for fields).
+      config: a :class:`ttame_jax.config.Config` (e.g. ``ttame_jax.configs.load("vit")``;
+        a nested mapping or ConfigDict is converted with ``config.from_dict``).
       workdir: output directory (config.json, metrics.jsonl, checkpoints/). If
         it holds checkpoints, training resumes from the latest.
 
@@ -88,13 +88,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     from ttame_jax.backbones import load_pretrained
     from ttame_jax.data import build_source
 
-    spec, model = config_utils.validate(config)
+    config = from_dict(config)
+    spec, model = preflight.validate(config)
     tc = config.train
     mesh = sharding.make_mesh()
     sharding.check_batch_size(tc.batch_size, mesh)
     _check_resumable(workdir, config)
     if jax.process_index() == 0:
-        checkpoint.write_config(workdir, config)
+        rundir.write_config(workdir, config)
 
     size = spec.input_size
     train_src = build_source(config.data, "train", input_size=size, seed=tc.seed)
@@ -103,29 +104,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         val_src = build_source(config.data, "val", input_size=size, seed=tc.seed)
     spe = steps_per_epoch(tc, len(train_src))
     total = tc.epochs * spe
-    schedule = OneCycle(
-        total_steps=total,
-        max_lr=tc.max_lr,
-        pct_start=tc.pct_start,
-        div_factor=tc.div_factor,
-        final_div_factor=tc.final_div_factor,
-        base_momentum=tc.base_momentum,
-        max_momentum=tc.max_momentum,
-    )
-    loss_cfg = LossConfig.from_config(config.loss)
+    schedule = OneCycle.from_train_config(tc, total)
     steps = build_steps(
-        model, loss_cfg, schedule, float(tc.weight_decay), bool(tc.nesterov), mesh, tc.seed
+        model, config.loss, schedule, float(tc.weight_decay), bool(tc.nesterov), mesh, tc.seed
     )
 
     bb = config.backbone
     backbone_vars = sharding.replicate(load_pretrained(bb.name, bb.weights, seed=bb.seed), mesh)
     state = sharding.replicate(steps.init(jax.random.key(tc.seed), backbone_vars), mesh)
 
-    manager = checkpoint.make_manager(workdir, keep=tc.keep_checkpoints, every=tc.checkpoint_every)
+    manager = rundir.make_manager(workdir, keep=tc.keep_checkpoints, every=tc.checkpoint_every)
     # Resume order: the latest step in workdir/checkpoints if any, else the fresh
     # init of train.seed; the restored step fixes the data position (epoch =
     # step // steps_per_epoch, batch = step % steps_per_epoch) and the PRNG keys.
-    state = checkpoint.restore_state(manager, state) or state
+    state = rundir.restore_state(manager, state) or state
     step = int(state.step)
 
     rows = sharding.process_slice(tc.batch_size)
@@ -164,7 +156,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if step % tc.log_every == 0 or step == total:
                     record = {"split": "train", "step": step, "epoch": epoch, **metrics}
                     last["train"] = logger.write({**record, "images_per_s": rate})
-                checkpoint.save_state(manager, state, force=step % spe == 0 or step >= halt)
+                rundir.save_state(manager, state, force=step % spe == 0 or step >= halt)
                 if step >= halt:
                     break
             if step >= halt and step < (epoch + 1) * spe:
@@ -190,15 +182,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _validate(config, model, state, backbone_vars, source, eval_step, mesh, epoch, step) -> dict:
     tc = config.train
-    batches = lambda: validation.val_batches(source, tc.batch_size, tc.val_steps)
+    batches = lambda: val_metrics.val_batches(source, tc.batch_size, tc.val_steps)
     record = {"split": "val", "step": step, "epoch": epoch}
     record.update(
-        validation.validation_loss(state, backbone_vars, batches(), eval_step=eval_step, mesh=mesh)
+        val_metrics.validation_loss(state, backbone_vars, batches(), eval_step=eval_step, mesh=mesh)
     )
     if tc.val_adic_percent > 0:
         from ttame_jax.core.explainer import Explainer
 
         attn = {"params": state.params, "batch_stats": state.batch_stats}
         explainer = Explainer.from_model(model, backbone_vars, jax.device_get(attn))
-        record.update(validation.adic(explainer, batches(), tc.val_adic_percent))
+        record.update(val_metrics.adic(explainer, batches(), tc.val_adic_percent))
     return {k: v if k in ("split", "step", "epoch") else float(v) for k, v in record.items()}

@@ -1,0 +1,58 @@
+"""``ttame train`` (= ``python train.py``): train T-TAME, or run the synthetic benchmark.
+
+    ttame train --workdir=runs/benchmark                 # the default config: synthetic
+    ttame train --config=vit --workdir=runs/vit --config.data.root=/data/imagenet \
+        --config.train.batch_size=64
+
+Re-running with the same ``--workdir`` resumes from its latest checkpoint. A config whose
+``benchmark.backbones`` is not empty (``synthetic``) runs
+:func:`ttame_jax.benchmark.run_benchmark`; any other trains T-TAME with
+:func:`ttame_jax.training.trainer.train_and_evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ttame_jax.cli import config_args
+
+HELP = "train T-TAME (or run the synthetic benchmark: the default config)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ttame_jax import configs
+
+    config_args.add_config_argument(
+        parser,
+        configs.DEFAULT,
+        f"packaged config ({', '.join(configs.NAMES)}) or a .py file, with an optional "
+        f":variant, e.g. vit:smoke (default: {configs.DEFAULT}, the benchmark)",
+    )
+    parser.add_argument("--workdir", required=True, help="output folder (resumed if it exists)")
+    parser.add_argument(
+        "--multihost",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="call jax.distributed.initialize() first (default: if JAX_COORDINATOR_ADDRESS)",
+    )
+
+
+def run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
+    from absl import logging
+
+    from ttame_jax import configs
+
+    config = configs.load(args.config, overrides)  # every config error before any JAX work
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    from ttame_jax.training import sharding
+
+    sharding.initialize_multihost(args.multihost)
+    if config.is_benchmark:
+        from ttame_jax.benchmark import run_benchmark
+
+        run_benchmark(config, args.workdir)
+    else:
+        from ttame_jax.training.trainer import train_and_evaluate
+
+        train_and_evaluate(config, args.workdir)
+    return 0
