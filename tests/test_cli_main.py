@@ -73,31 +73,31 @@ def _decode_overlay(png, maps0):
 def test_explain_writes_every_output(explained, images, capfd):
     out, rc = explained
     assert rc == 0
-    stems = {"gray", "rgb", "rgba", "rgb-2"}
+    names = {"gray.png", "rgb.jpg", "rgba.png", os.path.join("sub", "rgb.png")}
     manifest = json.load(open(os.path.join(out, "manifest.json")))
-    assert {r["files"]["maps"][:-4] for r in manifest["images"]} == stems
+    assert {r["files"]["maps"][: -len(".maps.npy")] for r in manifest["images"]} == names
     for record in manifest["images"]:
-        stem = record["files"]["maps"][:-4]
-        maps = np.load(os.path.join(out, f"{stem}.npy"))
+        files = {k: os.path.join(out, f) for k, f in record["files"].items()}
+        maps = np.load(files["maps"])
         assert maps.dtype == np.float32 and maps.shape == (3, S, S)
         assert maps.min() >= 0 and maps.max() <= 1 and np.all(np.ptp(maps, axis=(1, 2)) > 0.5)
-        per_image = json.load(open(os.path.join(out, f"{stem}.json")))
+        per_image = json.load(open(files["json"]))
         assert per_image == record
         top = per_image["top_k"]
         assert per_image["explained"] == top and len(top) == 3
         probs = [t["probability"] for t in top]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
         assert all(t["name"] == SPEC.class_names[t["index"]] for t in top)
-        with Image.open(os.path.join(out, f"{stem}.png")) as png:
+        with Image.open(files["overlay"]) as png:
             assert png.size == (S, S) and png.mode == "RGB"
             # The overlay is the evaluation-preprocessed image under the first map.
             want = preprocess.eval_transform(preprocess.load_image(record["image"]), S)
             np.testing.assert_allclose(_decode_overlay(png, maps[0]), want, atol=2.5 / 255)
-        with Image.open(os.path.join(out, f"{stem}_classes.png")) as fig:
+        with Image.open(files["figure"]) as fig:
             assert fig.size[0] > 3 * fig.size[1]  # input + 3 maps side by side
     gray = next(r for r in manifest["images"] if r["image"].endswith("gray.png"))
-    decoded = _decode_overlay(Image.open(os.path.join(out, "gray.png")), np.load(
-        os.path.join(out, "gray.npy"))[0])  # fmt: skip
+    decoded = _decode_overlay(Image.open(os.path.join(out, "gray.png.overlay.png")), np.load(
+        os.path.join(out, "gray.png.maps.npy"))[0])  # fmt: skip
     np.testing.assert_allclose(decoded[..., 0], decoded[..., 2], atol=2.5 / 255)  # grey stays grey
     assert gray["image"] == str(images / "gray.png")
 
@@ -106,7 +106,7 @@ def test_explain_reports_and_skips_the_corrupt_file(explained, images):
     out, _ = explained
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     assert [s["path"] for s in manifest["skipped"]] == [str(images / "broken.jpg")]
-    assert not os.path.exists(os.path.join(out, "broken.png"))
+    assert not any(f.startswith("broken") for f in os.listdir(out))
     assert not any(f.startswith("notes") for f in os.listdir(out))
     for key in ("versions", "config", "seed", "checkpoint", "backbone", "argv"):
         assert key in manifest
@@ -122,9 +122,9 @@ def test_explain_refuses_to_overwrite_and_chosen_classes(explained, checkpoint, 
     assert main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0
-    record = json.load(open(os.path.join(out, "rgb.json")))
+    record = json.load(open(os.path.join(out, "rgb.jpg.explain.json")))
     assert [c["index"] for c in record["explained"]] == [SPEC.class_names.index("checker"), 0]
-    assert np.load(os.path.join(out, "rgb.npy")).shape == (2, S, S)
+    assert np.load(os.path.join(out, "rgb.jpg.maps.npy")).shape == (2, S, S)
     assert main([*argv[:-3], "--classes", "zebra", "--overwrite"]) == 2
     assert "neither an index" in capsys.readouterr().err
 
@@ -178,7 +178,7 @@ def test_full_cli_in_subprocesses(checkpoint, images, tmp_path):
     done = _run("explain", str(images / "rgba.png"), "--checkpoint", checkpoint, "--out", out,
                 "--top-k", "2", timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert np.load(os.path.join(out, "rgba.npy")).shape == (2, S, S)
+    assert np.load(os.path.join(out, "rgba.png.maps.npy")).shape == (2, S, S)
     run = str(tmp_path / "run")
     done = _run("train", "--config=configs/vgg16.py:smoke", "--config.backbone.name=synthetic_cnn",
                 f"--workdir={run}", timeout=600)  # fmt: skip

@@ -245,6 +245,24 @@ def test_explain_input_errors(explainer, x, kw, match):
         explain(explainer, x, **kw)
 
 
+def test_explain_refuses_nan_like_inf(explainer):
+    x = np.zeros((2, S, S, 3), np.float32)
+    x[1, 5, 6, 0] = np.nan
+    with pytest.raises(ValueError, match=r"NaN .*image\(s\) \[1\]"):
+        explain(explainer, x)
+    x[1, 5, 6, 0] = np.inf
+    with pytest.raises(ValueError):
+        explain(explainer, x)
+
+
+def test_wrong_size_nhwc_gets_no_nchw_hint(explainer):
+    with pytest.raises(ValueError) as e:
+        explain(explainer, np.zeros((1, S + 8, S + 8, 3), np.float32))
+    assert "NCHW" not in str(e.value) and "eval_transform" in str(e.value)
+    with pytest.raises(ValueError, match="NCHW"):
+        explain(explainer, np.zeros((2, 3, S + 8, S + 8), np.float32))
+
+
 def test_load_from_workdir(tmp_path, tmp_path_factory, cnn):
     from ttame_jax import rundir
 

@@ -98,7 +98,7 @@ def _cached_file(spec: registry.BackboneSpec) -> Path:
 
 def _convert_any(name: str, path: Path, kw) -> dict:
     """Converts with timm's table when the keys are exactly timm's, else torchvision's."""
-    sd = convert.load_state_dict(path)
+    sd = _read_state_dict(name, path)
     timm_table = TABLES["timm"].get(name)
     if timm_table is not None:
         keys = {k for k in sd if not k.endswith("num_batches_tracked")}
@@ -109,10 +109,38 @@ def _convert_any(name: str, path: Path, kw) -> dict:
     return convert.convert_torchvision(name, sd, **kw)
 
 
+def _read_state_dict(name: str, path: Path) -> dict:
+    """``convert.load_state_dict`` with errors that name the file and what was expected."""
+    if path.suffix not in (".pth", ".pt", ".bin", ".safetensors"):
+        return convert.load_state_dict(path)  # raises its "unsupported file" error
+    try:
+        return convert.load_state_dict(path)
+    except ImportError:
+        raise
+    except Exception as e:  # torch's UnpicklingError / RuntimeError, safetensors' errors
+        kind = "safetensors file" if path.suffix == ".safetensors" else "PyTorch checkpoint"
+        raise ValueError(
+            f"cannot read the weights file {path} for backbone {name} ({type(e).__name__}): "
+            f"expected a {kind} holding the backbone's state_dict of tensors (saved with "
+            f"torch.save(model.state_dict(), path) or safetensors' save_file); the file may "
+            f"be truncated or not a checkpoint at all"
+        ) from e
+
+
 def _restore_msgpack(name: str, path: Path, kw) -> dict:
-    state = serialization.msgpack_restore(path.read_bytes())
+    try:
+        state = serialization.msgpack_restore(path.read_bytes())
+    except Exception as e:  # msgpack's errors ("Unpack failed: ...") name no file
+        raise ValueError(
+            f"cannot read the weights file {path} for backbone {name} ({type(e).__name__}: "
+            f"{e}): expected flax.serialization.to_bytes(variables) of the backbone; the file "
+            f"may be truncated or not a .msgpack weights file"
+        ) from e
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a Flax variables dict")
+        raise ValueError(
+            f"{path} does not hold a Flax variables dict (expected "
+            f"flax.serialization.to_bytes(variables) of backbone {name})"
+        )
     flat = traverse_util.flatten_dict(state)
     convert.check_variables(flat, convert.expected_shapes(name, **kw), f"{path} for {name}")
     return jax.tree.map(jnp.asarray, state)

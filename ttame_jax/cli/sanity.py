@@ -3,7 +3,9 @@
 Writes into ``--out``: ``sanity.png`` (rows: images; columns: input, original map, the
 map after each step), ``sanity.json`` (steps, per-image and mean Spearman / SSIM per step,
 explained classes) and ``sanity.csv`` (one row per step: mean and per-image values), plus
-``manifest.json``. Unreadable images are reported and skipped.
+``manifest.json`` (written first, listing these files as ttame's). Unreadable images are
+reported and skipped. Files that ttame did not write are never replaced
+(``common.prepare_out``).
 """
 
 from __future__ import annotations
@@ -28,21 +30,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+OUTPUTS = ("sanity.png", "sanity.json", "sanity.csv")
+
+
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
-    files = common.list_images(args.images)
-    common.prepare_out(args.out, args.overwrite)
+    owned = common.read_owned(args.out)
+    files = common.list_images(args.images, exclude=common.owned_paths(args.out, owned))
+    carried = common.prepare_out(args.out, list(OUTPUTS), owned, args.overwrite)
     explainer, config, workdir, step = common.load_checkpoint(args.checkpoint, args.step)
+    manifest_path = os.path.join(args.out, common.MANIFEST)
+    run_record = dict(sanity_seed=args.seed, parts=list(parts))
+    outputs = sorted({*carried, *OUTPUTS})
+    common.write_json(  # written first: a crashed run's outputs stay ours (and protected)
+        manifest_path,
+        common.manifest(
+            "sanity", argv, config, workdir, step, complete=False, **run_record, outputs=outputs
+        ),
+    )
     images, used, skipped = [], [], []
     for path in files:
         try:
             images.append(common.load_input(path, explainer.spec.input_size))
-            used.append(os.path.abspath(path))
+            used.append(path)
         except DECODE_ERRORS as e:
             common.warn(f"skipping {path}: {type(e).__name__}: {e}")
             skipped.append({"path": path, "error": f"{type(e).__name__}: {e}"})
     if not images:
         common.warn("no readable image; nothing to do")
+        common.write_json(
+            manifest_path,
+            common.manifest(
+                "sanity", argv, config, workdir, step, complete=True, **run_record,
+                images=used, skipped=skipped, outputs=carried,
+            ),
+        )  # fmt: skip
         return 1
     images = np.stack(images)
     result = cascading_randomization(explainer, images, seed=args.seed, parts=parts)
@@ -63,10 +85,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     common.write_json(os.path.join(args.out, "sanity.json"), summary)
     _write_csv(os.path.join(args.out, "sanity.csv"), result)
     common.write_json(
-        os.path.join(args.out, common.MANIFEST),
+        manifest_path,
         common.manifest(
-            "sanity", argv, config, workdir, step, sanity_seed=args.seed, parts=list(parts),
-            images=used, skipped=skipped,
+            "sanity", argv, config, workdir, step, complete=True, **run_record,
+            images=used, skipped=skipped, outputs=outputs,
         ),
     )  # fmt: skip
     rows = zip(result.steps, summary["mean_spearman"], summary["mean_ssim"], strict=True)

@@ -95,10 +95,18 @@ def _check_inputs(params, x, target, classes, all_classes) -> None:
     size = params.spec.input_size
     shape = tuple(x.shape)
     if len(shape) != 4 or shape[-1] != 3 or shape[1:3] != (size, size):
-        hint = " (looks like NCHW: use x.transpose(0, 2, 3, 1))" if len(shape) == 4 else ""
+        if len(shape) == 4 and shape[1] == 3 and shape[3] != 3:
+            hint = " (looks like NCHW: use x.transpose(0, 2, 3, 1))"
+        elif len(shape) == 4 and shape[-1] == 3:
+            hint = (
+                f" (NHWC of another size: resize and centre-crop to {size} x {size}, e.g. "
+                f"with ttame_jax.data.preprocess.eval_transform)"
+            )
+        else:
+            hint = "; add a batch axis with x[None] for one image" if len(shape) == 3 else ""
         raise ValueError(
             f"explain expects images (B, {size}, {size}, 3) NHWC for {params.spec.name}, got "
-            f"shape {shape}{hint}; add a batch axis with x[None] for one image"
+            f"shape {shape}{hint}"
         )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(
@@ -107,6 +115,12 @@ def _check_inputs(params, x, target, classes, all_classes) -> None:
         )
     if _is_concrete(x) and x.size:
         lo, hi = float(jnp.min(x)), float(jnp.max(x))
+        if np.isnan(lo) or np.isnan(hi):  # min/max propagate NaN; inf fails the range below
+            bad = np.flatnonzero(np.isnan(np.asarray(x)).any(axis=(1, 2, 3)))
+            raise ValueError(
+                f"explain got NaN pixel values in image(s) {bad[:10].tolist()} of the batch; "
+                f"the maps and the top class of such an image would be meaningless"
+            )
         if hi > 1.01:  # a little slack for resampling round-off
             raise ValueError(
                 f"explain expects images in [0, 1] (it normalises them itself), got max {hi:.3g}; "

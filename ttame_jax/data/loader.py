@@ -7,10 +7,12 @@ function of ``(seed, epoch, i)``. Decoding runs in a thread pool (PIL releases t
 decoding and resizing) with a bounded look-ahead of ``prefetch`` batches, and results are
 consumed strictly in submission order, so thread timing never changes what comes out.
 
-Images that fail to decode are dropped from the stream (the next good image takes their
-place in the batch), counted in ``Source.skipped`` and logged; a pass whose first 50 images
-(or all images of a smaller source) fail raises at once, since that is a wrong path or
-format rather than a few bad files.
+Images that fail to decode, or are too large or elongated to preprocess with bounded
+memory (``preprocess.ImageSizeError``, checked before resizing), are dropped from the
+stream (the next good image takes their place in the batch), counted in ``Source.skipped``
+and logged with the reason; a pass whose first 50 images (or all images of a smaller
+source) fail raises at once, since that is a wrong path or format rather than a few bad
+files.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ scaled to the downsampling factor, i.e. it is antialiased; torchvision's ``antia
 only matters for tensors). The output size and the centre-crop offsets use torchvision's
 arithmetic (``int()`` truncation of the long side, ``int(round(.))`` offsets), so the eval
 path is bit-identical to ``Resize(R) + CenterCrop(S) + ToTensor()`` (tested).
+
+The work per image is bounded: images beyond ``MAX_PIXELS`` pixels or a 1:``MAX_ASPECT_RATIO``
+aspect ratio raise :class:`ImageSizeError` (one of ``DECODE_ERRORS``) from their header size,
+before they are decoded or resized, and are skipped like corrupt files.
 """
 
 from __future__ import annotations
@@ -21,9 +25,49 @@ import os
 import numpy as np
 from PIL import Image
 
-# Errors PIL raises for unreadable, truncated or corrupt files; images that raise one of
-# these are skipped (and counted) by the loader instead of crashing an epoch.
+# Errors PIL raises for unreadable, truncated or corrupt files (and ImageSizeError, a
+# ValueError); images that raise one of these are skipped (and counted) by the loader and
+# the CLI instead of crashing an epoch or a run.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+# Bounds on the work per image, checked on the header size before decoding and before
+# resizing. Resizing the short side to R = 256 makes a 1:A image R x (R * A), so the
+# aspect ratio bounds the memory of the resize (1:100 -> 20 MB at R = 256); ImageNet's
+# widest panoramas are about 1:10. The pixel count is Pillow's own decompression-bomb
+# limit (2 * 89,478,485 ~ 179 megapixels, ~540 MB decoded as RGB), above the largest
+# camera sensors (150 MP), enforced here even where Pillow's limit is switched off.
+MAX_ASPECT_RATIO = 100
+MAX_PIXELS = 2 * 89_478_485
+
+
+class ImageSizeError(ValueError):
+    """An image too elongated or too large to preprocess with bounded memory."""
+
+
+def check_size(width: int, height: int) -> None:
+    """Raises :class:`ImageSizeError` unless a ``width x height`` image is within bounds.
+
+    Bounds: ``MAX_PIXELS`` pixels and a long/short side ratio of ``MAX_ASPECT_RATIO``.
+    """
+    if width < 1 or height < 1:
+        raise ImageSizeError(f"the image has no pixels ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageSizeError(
+            f"{width}x{height} image has {width * height / 1e6:.0f} megapixels, more than "
+            f"the {MAX_PIXELS / 1e6:.0f} that are read (preprocess.MAX_PIXELS); downscale it"
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageSizeError(
+            f"{width}x{height} image has aspect ratio 1:{ratio:.0f}, more than the "
+            f"1:{MAX_ASPECT_RATIO} that are read (preprocess.MAX_ASPECT_RATIO): resizing its "
+            f"short side would need {_resized_mb(width, height):,.0f} MB; crop it first"
+        )
+
+
+def _resized_mb(width: int, height: int, side: int = 256) -> float:
+    short, long = sorted((width, height))
+    return side * int(side * long / short) * 3 / 1e6
 
 
 def resize_size(input_size: int) -> int:
@@ -43,6 +87,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
         return img
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise ValueError(
+                f"the {img.mode} image has {np.count_nonzero(~np.isfinite(arr))} NaN or "
+                f"infinite pixel value(s)"
+            )
         if img.mode != "F":
             arr = arr * (255.0 / 65535.0)
         arr = np.clip(np.floor(arr + 0.5), 0, 255).astype(np.uint8)
@@ -54,10 +103,12 @@ def load_image(source: str | os.PathLike | bytes) -> Image.Image:
     """Decodes an image file (path or encoded bytes) fully into an RGB PIL image.
 
     Raises:
-      One of ``DECODE_ERRORS`` if the file is missing, truncated or not an image.
+      One of ``DECODE_ERRORS`` if the file is missing, truncated or not an image, or
+      ``ImageSizeError`` (checked on the header, before decoding) if it is out of bounds.
     """
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     with Image.open(fp) as img:
+        check_size(*img.size)
         img.load()  # Decode now, so corrupt data fails here and not later.
         return to_rgb(img)
 
@@ -71,6 +122,7 @@ def from_array(array: np.ndarray) -> Image.Image:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise ValueError(f"expected an image array (H, W[, 1|3|4]), got shape {array.shape}")
+    check_size(array.shape[1], array.shape[0])
     return to_rgb(Image.fromarray(array))
 
 
@@ -109,7 +161,11 @@ def to_float(img: Image.Image, flip: bool = False) -> np.ndarray:
 
 
 def eval_transform(img: Image.Image, input_size: int) -> np.ndarray:
-    """Resize short side to ``resize_size(S)`` + centre crop S -> float32 (S, S, 3) in [0, 1]."""
+    """Resize short side to ``resize_size(S)`` + centre crop S -> float32 (S, S, 3) in [0, 1].
+
+    Raises ``ImageSizeError`` (before resizing) for an image out of ``check_size``'s bounds.
+    """
+    check_size(*img.size)
     img = resize_short_side(to_rgb(img), resize_size(input_size))
     _check_fits(img, input_size)
     return to_float(img.crop(center_crop_box(*img.size, input_size)))
@@ -134,7 +190,11 @@ def crop_flip(img: Image.Image, top: int, left: int, size: int, flip: bool) -> n
 
 
 def train_transform(img: Image.Image, input_size: int, rng: np.random.Generator) -> np.ndarray:
-    """Resize short side + random crop S + random horizontal flip -> float32 (S, S, 3)."""
+    """Resize short side + random crop S + random horizontal flip -> float32 (S, S, 3).
+
+    Raises ``ImageSizeError`` (before resizing) for an image out of ``check_size``'s bounds.
+    """
+    check_size(*img.size)
     img = resize_short_side(to_rgb(img), resize_size(input_size))
     _check_fits(img, input_size)
     top, left, flip = sample_crop(rng, img.size[0], img.size[1], input_size)
