@@ -15,6 +15,7 @@ from typing import Any
 _MASKING = ("auto", "cnn", "vit")
 _BRANCH_ACT = ("relu", "sigmoid")
 _VARIANTS = ("reference", "paper")
+_VIT_ADAPTERS = ("drop-class-token", "class-token-product")  # = core.adapter.VIT_ADAPTERS
 
 
 def _as_dict(cfg: Any, section: str) -> dict:
@@ -55,6 +56,9 @@ class ModelConfig:
       branch_act: ``"relu"`` (paper) or ``"sigmoid"`` (Table 6 ablation).
       max_resolution: cap on the explanation resolution ``(H_e, W_e)``.
       masking: ``"auto"`` (by backbone kind), ``"cnn"`` (eq. 13) or ``"vit"`` (eq. 14).
+      vit_adapter: ViT feature adapter: ``"drop-class-token"`` (paper) or
+        ``"class-token-product"`` (patch tokens times the class token, as the reference
+        implementation's ``TTAME`` version); ignored for CNNs.
     """
 
     taps: tuple[str, ...] = ()
@@ -63,6 +67,7 @@ class ModelConfig:
     branch_act: str = "relu"
     max_resolution: int = 56
     masking: str = "auto"
+    vit_adapter: str = "drop-class-token"
 
     def __post_init__(self):
         object.__setattr__(self, "taps", tuple(self.taps))
@@ -73,6 +78,10 @@ class ModelConfig:
         if self.masking not in _MASKING:
             raise ValueError(
                 f"config.model.masking must be one of {_MASKING}, got {self.masking!r}"
+            )
+        if self.vit_adapter not in _VIT_ADAPTERS:
+            raise ValueError(
+                f"config.model.vit_adapter must be one of {_VIT_ADAPTERS}, got {self.vit_adapter!r}"
             )
         if int(self.max_resolution) < 1:
             raise ValueError(
