@@ -381,3 +381,16 @@ def test_error_unknown_layer(tmp_path):
     path = _small_ckpt(tmp_path / "a.ckpt", sd, layers=["layer2", "layer3.1.add"])
     with pytest.raises(ReferenceCheckpointError, match="layer3.1.add"):
         import_reference(path, "resnet50", tmp_path / "run")
+
+
+def test_error_vit_checkpoint_for_cnn(tmp_path):
+    sd = _cnn_attention_sd([768] * 3, prefix="generic.attn_mech.1.")
+    path = _small_ckpt(tmp_path / "vit.ckpt", sd)
+    with pytest.raises(ReferenceCheckpointError, match=r"vit.ckpt.*vit_b_16 checkpoint"):
+        import_reference(path, "resnet50", tmp_path / "run")
+
+
+def test_error_no_backbone_in_checkpoint(tmp_path):
+    path = _small_ckpt(tmp_path / "a.ckpt", _cnn_attention_sd([512, 1024, 2048]))
+    with pytest.raises(ReferenceCheckpointError, match=r"a.ckpt has no generic.body"):
+        import_reference(path, "resnet50", tmp_path / "run", backbone_weights="checkpoint")
