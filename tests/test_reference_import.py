@@ -244,11 +244,8 @@ def test_resnet50_checkpoint_backbone_via_cli(tmp_path):
     print(f"resnet50 max map deviation {deviation:.2e}")
 
 
-@pytest.mark.parametrize(
-    "product",
-    [False, pytest.param(True, marks=pytest.mark.slow)],
-    ids=["drop-class-token", "class-token-product"],
-)
+@pytest.mark.slow  # the default run covers the ViT with test_vit_adapter_override_...
+@pytest.mark.parametrize("product", [False, True], ids=["drop-class-token", "class-token-product"])
 def test_vit_both_adapters(tmp_path, product):
     generic = make_reference("vit_b_16", seed=2, product=product)
     version = "TTAME" if product else "TAME"
@@ -261,7 +258,8 @@ def test_vit_both_adapters(tmp_path, product):
 
 
 def test_vit_adapter_override_and_torchvision_file(tmp_path):
-    """An explicit adapter wins (with a warning); PATH takes a torchvision weights file."""
+    """ViT end to end: an explicit adapter wins (with a warning); PATH takes a torchvision
+    weights file. The checkpoint says TAME, the attention was trained class-token-product."""
     generic = make_reference("vit_b_16", seed=3, product=True)
     ckpt = save_ckpt(tmp_path / "vit.ckpt", generic, "vit_b_16", version="TAME")
     body = {k: v for k, v in generic.body.state_dict().items()}
