@@ -24,3 +24,24 @@ def cached_load_pretrained():
     patch.setattr(backbones, "load_pretrained", functools.cache(backbones.load_pretrained))
     yield
     patch.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """Workdir of T-TAME trained 2 steps on synthetic data (random synthetic_cnn backbone);
+    shared by the CLI tests."""
+    from ttame_jax import configs
+    from ttame_jax.training.trainer import train_and_evaluate
+
+    config = configs.load(
+        "resnet50:smoke",
+        {
+            "backbone.name": "synthetic_cnn",
+            "train.epochs": 1,
+            "train.progress_bar": False,
+            "train.validate_every_epoch": False,
+        },
+    )
+    workdir = str(tmp_path_factory.mktemp("tiny_run"))
+    train_and_evaluate(config, workdir)
+    return workdir

@@ -13,11 +13,9 @@ import pytest
 from matplotlib import colormaps
 from PIL import Image
 
-from ttame_jax import configs
 from ttame_jax.backbones import get_spec
 from ttame_jax.cli.main import main
 from ttame_jax.data import preprocess
-from ttame_jax.training.trainer import train_and_evaluate
 
 SPEC = get_spec("synthetic_cnn")
 S = SPEC.input_size  # 64
@@ -25,20 +23,9 @@ GOOD = ["gray.png", "rgb.jpg", "rgba.png", os.path.join("sub", "rgb.png")]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """T-TAME trained 2 steps on synthetic data (random synthetic_cnn backbone)."""
-    c = configs.load(
-        "resnet50:smoke",
-        {
-            "backbone.name": "synthetic_cnn",
-            "train.epochs": 1,
-            "train.progress_bar": False,
-            "train.validate_every_epoch": False,
-        },
-    )
-    workdir = str(tmp_path_factory.mktemp("run"))
-    train_and_evaluate(c, workdir)
-    return workdir
+def checkpoint(tiny_run):
+    """T-TAME trained 2 steps on synthetic data (random synthetic_cnn backbone; conftest)."""
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

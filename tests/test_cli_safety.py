@@ -10,27 +10,20 @@ import pytest
 from flax import serialization
 from PIL import Image
 
-from configs import common as configs_common
 from ttame_jax.backbones import load_pretrained
 from ttame_jax.cli import common, explain
 from ttame_jax.cli.main import main
 from ttame_jax.data import preprocess
 from ttame_jax.data.loader import Source
-from ttame_jax.training.trainer import train_and_evaluate
 
 S = 64  # synthetic_cnn's input size
 EXPLAIN_SUFFIXES = (".overlay.png", ".maps.npy", ".explain.json")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """T-TAME trained 2 steps on synthetic data (random synthetic_cnn backbone)."""
-    c = configs_common.smoke(configs_common.get_base_config("synthetic_cnn"))
-    c.train.epochs, c.train.progress_bar, c.train.validate_every_epoch = 1, False, False
-    c.lock()
-    workdir = str(tmp_path_factory.mktemp("run"))
-    train_and_evaluate(c, workdir)
-    return workdir
+def checkpoint(tiny_run):
+    """T-TAME trained 2 steps on synthetic data (random synthetic_cnn backbone; conftest)."""
+    return tiny_run
 
 
 def _image(path, size=(80, 70), seed=0):

@@ -8,7 +8,8 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.datasets.folder import pil_loader
 
-from ttame_jax.data import build_source, check_config
+from ttame_jax.config import DataConfig, from_dict
+from ttame_jax.data import build_source
 
 WNIDS = ("n01440764", "n01443537", "n09999999")
 S = 32  # input size; images are resized to 37 then cropped
@@ -48,7 +49,7 @@ def root(tmp_path_factory):
 
 
 def _cfg(root, **kw):
-    return {"name": "imagefolder", "root": str(root), "num_workers": 2, **kw}
+    return DataConfig(**{"name": "imagefolder", "root": str(root), "num_workers": 2, **kw})
 
 
 def _all(source, **kw):
@@ -146,7 +147,7 @@ def test_lists_of_bare_file_names_work_on_a_class_sorted_folder(root, tmp_path):
 
 def test_clear_errors_for_missing_or_empty_folders(tmp_path):
     with pytest.raises(ValueError, match="data.root is not set"):
-        build_source({"name": "imagefolder"}, "train", input_size=S, seed=0)
+        build_source(DataConfig(name="imagefolder"), "train", input_size=S, seed=0)
     with pytest.raises(FileNotFoundError, match="does not exist.*<wnid>"):
         build_source(_cfg(tmp_path / "nowhere"), "train", input_size=S, seed=0)
     (tmp_path / "train").mkdir()
@@ -158,12 +159,16 @@ def test_clear_errors_for_missing_or_empty_folders(tmp_path):
 
 
 def test_dispatcher_rejects_bad_names_and_splits(root):
-    with pytest.raises(ValueError, match="unknown data.name 'imagenet'"):
-        build_source({"name": "imagenet"}, "train", input_size=S, seed=0)
+    with pytest.raises(ValueError, match=r"data.name must be one of .*got 'imagenet'"):
+        build_source(DataConfig(name="imagenet"), "train", input_size=S, seed=0)
     with pytest.raises(ValueError, match="unknown split"):
         build_source(_cfg(root), "validation", input_size=S, seed=0)
+    tfds_list = DataConfig(name="imagenet_tfds", val_list="x")
     with pytest.raises(ValueError, match="only supported with data.name='imagefolder'"):
-        build_source({"name": "imagenet_tfds", "val_list": "x"}, "val", input_size=S, seed=0)
+        build_source(tfds_list, "val", input_size=S, seed=0)
+    # config.data is a typed DataConfig: a plain mapping is refused.
+    with pytest.raises(TypeError, match="DataConfig"):
+        build_source({"name": "imagefolder", "root": str(root)}, "train", input_size=S, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -177,14 +182,17 @@ def test_dispatcher_rejects_bad_names_and_splits(root):
     ],
 )
 def test_check_config_rejects_bad_values_before_reading_anything(field, value, message):
-    cfg = {"name": "imagenet_tfds", "root": "/nonexistent", field: value}
+    cfg = DataConfig(**{"name": "imagenet_tfds", "root": "/nonexistent", field: value})
+    assert any(message in e for e in cfg.errors())
     with pytest.raises(ValueError, match=message):
-        check_config(cfg)
-    check_config({"name": "imagenet_tfds"})  # defaults are fine
+        build_source(cfg, "val", input_size=S, seed=0)
+    with pytest.raises(ValueError, match=message):
+        from_dict({"data": {"name": "imagenet_tfds", "root": "/nonexistent", field: value}})
+    assert DataConfig(name="imagenet_tfds").errors() == []  # defaults are fine
 
 
 def test_dispatcher_routes_synthetic_to_its_module():
-    source = build_source({"name": "synthetic"}, "val", input_size=S, seed=0)
+    source = build_source(DataConfig(name="synthetic"), "val", input_size=S, seed=0)
     assert type(source).__module__ == "ttame_jax.data.synthetic"
 
 
@@ -199,5 +207,7 @@ def test_locked_configdict_with_placeholders(root):
     cfg.val_size = 4
     cfg.test_size = 4
     cfg.lock()
-    source = build_source(cfg, "val", input_size=S, seed=0)
+    config = from_dict(config_dict.ConfigDict({"data": cfg}))
+    assert config.data.val_list is None and config.data.num_workers is None
+    source = build_source(config.data, "val", input_size=S, seed=0)
     assert len(source) == 4 and source.num_workers >= 1

@@ -49,6 +49,7 @@ class BackboneConfig:
 
 
 _MASKING = ("auto", "cnn", "vit")
+VIT_ADAPTERS = ("drop-class-token", "class-token-product")
 _BRANCH_ACT = ("relu", "sigmoid")
 _LOSS_VARIANTS = ("reference", "paper")
 
@@ -70,6 +71,9 @@ class ModelConfig:
     max_resolution: int = 56
     # "auto" (by backbone kind) | "cnn" (eq. 13: normalise(up(A) * x)) | "vit" (eq. 14).
     masking: str = "auto"
+    # ViT feature adapter: "drop-class-token" (the paper's) | "class-token-product" (patch
+    # tokens times the class token, the reference code's "TTAME" version); CNNs ignore it.
+    vit_adapter: str = "drop-class-token"
 
     def errors(self) -> list[str]:
         out = []
@@ -86,6 +90,10 @@ class ModelConfig:
             )
         if len(set(self.taps)) != len(self.taps):
             out.append(f"config.model.taps has duplicates: {self.taps}")
+        if self.vit_adapter not in VIT_ADAPTERS:
+            out.append(
+                f"config.model.vit_adapter must be one of {VIT_ADAPTERS}, got {self.vit_adapter!r}"
+            )
         return out
 
 

@@ -172,6 +172,20 @@ def save_state(manager: ocp.CheckpointManager, state, *, force: bool = False) ->
     )
 
 
+def save_attention(workdir: str, attn_vars, step: int) -> None:
+    """Writes a checkpoint at ``step`` holding only the attention variables (an imported
+    or exported model: ``load`` / evaluate / explain read it; training cannot resume it)."""
+    manager = make_manager(workdir, keep=1)
+    try:
+        attention = jax.tree.map(jnp.asarray, attn_vars)
+        manager.save(
+            step, args=ocp.args.Composite(attention=ocp.args.StandardSave(attention)), force=True
+        )
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+
+
 def _abstract(tree):
     """Shape, dtype and sharding of every leaf: the restore target."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)

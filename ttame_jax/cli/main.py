@@ -4,6 +4,7 @@
     ttame evaluate --checkpoint=runs/vit [--config.eval.methods=ttame,gradcam ...]
     ttame explain --checkpoint runs/vit photos/ cat.jpg --out explained/ [--top-k 3]
     ttame sanity --checkpoint runs/vit cat.jpg dog.png --out sanity/
+    ttame import-reference resnet50.ckpt --backbone resnet50 --workdir runs/ref_resnet50
 
 Every command runs in this process from the installed package (``train.py`` and
 ``evaluate.py`` in the repository are thin wrappers of ``train`` and ``evaluate``).
@@ -22,10 +23,12 @@ COMMANDS = {
     "evaluate": ("evaluate", True),
     "explain": ("explain", False),
     "sanity": ("sanity", False),
+    "import-reference": ("import_reference", False),
 }
 _HELP = {
     "explain": "explain image files/folders: overlays, maps, top-k classes",
     "sanity": "cascading randomisation sanity check: figure + Spearman/SSIM per step",
+    "import-reference": "write a workdir from the reference implementation's trained .ckpt",
 }
 
 

@@ -7,6 +7,13 @@ it has no spatial position) and reshapes the N patch tokens row-major into
 ``(B, √N, √N, D)``. That is the inverse of the ViT patch embedding, which
 flattens its ``(D, √N, √N)`` conv output row by row into ``(N, D)``: token
 ``n`` sits at row ``n // √N``, column ``n % √N``.
+
+ViT adapters (``vit_adapter``, ``config.model.vit_adapter``):
+
+* ``"drop-class-token"`` (default, the paper's adapter): the class token is dropped;
+* ``"class-token-product"``: every patch token is multiplied elementwise by the
+  class token of the same tap, ``L_i[b, h, w, :] = t_{b, patch(h, w)} * t_{b, 0}``
+  (the reference implementation's adapter for its ``attention_version="TTAME"``).
 """
 
 from __future__ import annotations
@@ -16,14 +23,19 @@ from collections.abc import Iterable
 
 import jax.numpy as jnp
 
+from ttame_jax.config import VIT_ADAPTERS
 
-def adapt(feature: jnp.ndarray, kind: str, name: str = "tap") -> jnp.ndarray:
+
+def adapt(
+    feature: jnp.ndarray, kind: str, name: str = "tap", vit_adapter: str = "drop-class-token"
+) -> jnp.ndarray:
     """Turns one backbone tap into an NHWC feature map ``L_i``.
 
     Args:
       feature: CNN: ``(B, H_i, W_i, C_i)``; ViT: ``(B, 1 + N, D)`` with N a square.
       kind: ``"cnn"`` or ``"vit"`` (``BackboneSpec.kind``).
       name: the tap's node name, for error messages.
+      vit_adapter: ``"drop-class-token"`` or ``"class-token-product"`` (ViT only).
 
     Returns:
       ``(B, H_i, W_i, C_i)``; for ViT ``H_i = W_i = √N`` and ``C_i = D``.
@@ -49,7 +61,12 @@ def adapt(feature: jnp.ndarray, kind: str, name: str = "tap") -> jnp.ndarray:
                 f"ViT tap {name!r} has {tokens} tokens; expected 1 class token + a square number "
                 f"of patch tokens (e.g. 197 = 1 + 14*14)"
             )
-        return feature[:, 1:, :].reshape(b, side, side, d)
+        patches = feature[:, 1:, :].reshape(b, side, side, d)
+        if vit_adapter == "drop-class-token":
+            return patches
+        if vit_adapter == "class-token-product":
+            return patches * feature[:, :1, None, :]
+        raise ValueError(f"vit_adapter must be one of {VIT_ADAPTERS}, got {vit_adapter!r}")
     raise ValueError(f"backbone kind must be 'cnn' or 'vit', got {kind!r}")
 
 

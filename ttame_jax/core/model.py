@@ -84,7 +84,9 @@ class TTAME:
         """
         check_input(xn, self.spec.name, self.spec.input_size)
         logits, taps = extract(self.backbone, jax.lax.stop_gradient(backbone_vars), xn, self.taps)
-        feats = [adapt(taps[name], self.spec.kind, name) for name in self.taps]
+        feats = [
+            adapt(taps[name], self.spec.kind, name, self.cfg.vit_adapter) for name in self.taps
+        ]
         return logits, feats
 
     def init(self, rng: jax.Array, backbone_vars, x01: jnp.ndarray) -> dict:
