@@ -19,12 +19,12 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
-from ttame_jax.rundir import read_config
 
 import ttame_jax
 from ttame_jax.cli import import_reference as cli
 from ttame_jax.core.adapter import adapt
 from ttame_jax.interop.reference import ReferenceCheckpointError, import_reference
+from ttame_jax.rundir import read_config
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
