@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ttame_jax.data.loader import Source
+from ttame_jax.data.loader import ImageSource
 
 N = 23
 BAD = {5, 17}
@@ -24,7 +24,7 @@ def _read(i, jitter=False):
 
 
 def _source(num_workers=3, seed=0, jitter=False, read=None):
-    return Source(
+    return ImageSource(
         size=N,
         read=read or (lambda i: _read(i, jitter)),
         input_size=16,
@@ -116,7 +116,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         next(_source().batches(0))
     with pytest.raises(ValueError, match="at least one example"):
-        Source(size=0, read=_read, input_size=8, seed=0, num_classes=1, class_names=None)
+        ImageSource(size=0, read=_read, input_size=8, seed=0, num_classes=1, class_names=None)
 
 
 def _good_source():

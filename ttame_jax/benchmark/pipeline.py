@@ -135,11 +135,14 @@ def run_benchmark(config: Config, workdir: str) -> dict:
     Returns:
       the ``report.json`` dict (also written, with ``report.md``, into ``workdir``).
     """
+    from ttame_jax.evaluation.methods import check_names
+
     config = from_dict(config)
     if not config.is_benchmark:
         raise ValueError(
             "not a benchmark config (benchmark.backbones is empty): use --config=synthetic"
         )
+    check_names(list(config.eval.methods))  # before any training, not at stage 3
     start = time.perf_counter()
     os.makedirs(workdir, exist_ok=True)
     per_backbone = {}

@@ -40,14 +40,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     carried = common.prepare_out(args.out, list(OUTPUTS), owned, args.overwrite)
     explainer, config, workdir, step = common.load_checkpoint(args.checkpoint, args.step)
     manifest_path = os.path.join(args.out, common.MANIFEST)
-    run_record = dict(sanity_seed=args.seed, parts=list(parts))
     outputs = sorted({*carried, *OUTPUTS})
-    common.write_json(  # written first: a crashed run's outputs stay ours (and protected)
-        manifest_path,
-        common.manifest(
-            "sanity", argv, config, workdir, step, complete=False, **run_record, outputs=outputs
-        ),
-    )
+
+    def write_manifest(complete: bool, outputs: list[str], **extra) -> None:
+        record = common.manifest(
+            "sanity", argv, config, workdir, step, complete=complete,
+            sanity_seed=args.seed, parts=list(parts), outputs=outputs, **extra,
+        )  # fmt: skip
+        common.write_json(manifest_path, record)
+
+    write_manifest(False, outputs)  # written first: a crashed run's outputs stay ours
     images, used, skipped = [], [], []
     for path in files:
         try:
@@ -58,13 +60,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             skipped.append({"path": path, "error": f"{type(e).__name__}: {e}"})
     if not images:
         common.warn("no readable image; nothing to do")
-        common.write_json(
-            manifest_path,
-            common.manifest(
-                "sanity", argv, config, workdir, step, complete=True, **run_record,
-                images=used, skipped=skipped, outputs=carried,
-            ),
-        )  # fmt: skip
+        write_manifest(True, carried, images=used, skipped=skipped)
         return 1
     images = np.stack(images)
     result = cascading_randomization(explainer, images, seed=args.seed, parts=parts)
@@ -84,13 +80,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     }
     common.write_json(os.path.join(args.out, "sanity.json"), summary)
     _write_csv(os.path.join(args.out, "sanity.csv"), result)
-    common.write_json(
-        manifest_path,
-        common.manifest(
-            "sanity", argv, config, workdir, step, complete=True, **run_record,
-            images=used, skipped=skipped, outputs=outputs,
-        ),
-    )  # fmt: skip
+    write_manifest(True, outputs, images=used, skipped=skipped)
     rows = zip(result.steps, summary["mean_spearman"], summary["mean_ssim"], strict=True)
     for name, rho, s in rows:
         print(f"{name:40s} spearman {rho:6.3f}  ssim {s:6.3f}")

@@ -20,7 +20,7 @@ import numpy as np
 
 from ttame_jax.data import preprocess
 from ttame_jax.data import split as split_lib
-from ttame_jax.data.loader import Source
+from ttame_jax.data.loader import ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,8 @@ def build_source(
     num_workers: int | None = None,
     prefetch: int = 2,
     **select_kw,
-) -> Source:
-    """A ``Source`` over an image folder split; ``select_kw`` as in ``select``.
+) -> ImageSource:
+    """An ``ImageSource`` over an image folder split; ``select_kw`` as in ``select``.
 
     ``num_workers`` decoding threads (None: all cores) decode ``prefetch`` batches ahead.
     """
@@ -193,7 +193,7 @@ def build_source(
 
     num_classes = len(classes) if classes else max(max(labels) + 1, 0)
     log.info("data[%s]: %d images, %d classes from %s", split, len(items), num_classes, directory)
-    return Source(
+    return ImageSource(
         size=len(items),
         read=read,
         input_size=input_size,

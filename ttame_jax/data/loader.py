@@ -1,6 +1,6 @@
-"""The Source object: deterministic, thread-pooled batching over an indexed image set.
+"""ImageSource: deterministic, thread-pooled batching over an indexed image set.
 
-A ``Source`` wraps ``n`` examples that can be read by index (``read(i) -> (PIL image,
+An ``ImageSource`` wraps ``n`` examples that can be read by index (``read(i) -> (PIL image,
 label)``) and yields batches of preprocessed images. The order of examples in an epoch is a
 pure function of ``(seed, epoch)``; the random crop and flip of example ``i`` are a pure
 function of ``(seed, epoch, i)``. Decoding runs in a thread pool (PIL releases the GIL while
@@ -9,7 +9,7 @@ consumed strictly in submission order, so thread timing never changes what comes
 
 Images that fail to decode, or are too large or elongated to preprocess with bounded
 memory (``preprocess.ImageSizeError``, checked before resizing), are dropped from the
-stream (the next good image takes their place in the batch), counted in ``Source.skipped``
+stream (the next good image takes their place in the batch), counted in ``ImageSource.skipped``
 and logged with the reason; a pass whose first 50 images (or all images of a smaller
 source) fail raises at once, since that is a wrong path or format rather than a few bad
 files.
@@ -42,8 +42,8 @@ def default_num_workers() -> int:
     return max(1, min(32, os.cpu_count() or 1))
 
 
-class Source:
-    """An indexed image set with deterministic batching (the Source of INTERFACES.md).
+class ImageSource:
+    """An indexed image set with deterministic batching (a ``DataSource``, data/source.py).
 
     Attributes:
       num_classes: number of classes (labels are in [0, num_classes), or -1 if unknown).
@@ -65,7 +65,7 @@ class Source:
         prefetch: int = 2,
         split: str = "",
     ):
-        """Creates a Source.
+        """Creates an ImageSource.
 
         Args:
           size: number of examples; valid indices are 0..size-1.
@@ -102,7 +102,7 @@ class Source:
 
     def __repr__(self) -> str:
         return (
-            f"Source(split={self.split!r}, size={self._size}, num_classes={self.num_classes}, "
+            f"ImageSource(split={self.split!r}, size={self._size}, num_classes={self.num_classes}, "
             f"input_size={self.input_size}, skipped={self.skipped})"
         )
 

@@ -1,4 +1,4 @@
-"""The synthetic ground-truth benchmark as a data Source.
+"""The synthetic ground-truth benchmark as a data source.
 
 Images are generated (see :mod:`ttame_jax.data.synthetic_scene`): clutter on a
 textured background and one target object whose fill pattern is the class,

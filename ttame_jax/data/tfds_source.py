@@ -3,7 +3,7 @@
 Loader stack: ``tfds.data_source`` (random access to a dataset prepared in the array_record
 file format; it needs no TensorFlow at read time) with the image feature left encoded
 (``tfds.decode.SkipDecoding``) -> our PIL decoder, preprocessing and thread pool
-(``loader.Source``): the same decoding, preprocessing, skip-and-count and determinism as the
+(``loader.ImageSource``): the same decoding, preprocessing, skip-and-count and determinism as the
 image folder, whether or not OpenCV is installed (TFDS's own numpy decoder uses OpenCV when
 it is importable and PIL otherwise; ``decoder="tfds"`` selects it, which
 ``tfds.testing.mock_data`` needs because it cannot make encoded fake images without
@@ -25,7 +25,7 @@ import numpy as np
 
 from ttame_jax.data import preprocess
 from ttame_jax.data import split as split_lib
-from ttame_jax.data.loader import Source
+from ttame_jax.data.loader import ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ def build_source(
     num_workers: int | None = None,
     prefetch: int = 2,
     decoder: str = "pil",
-) -> Source:
-    """A ``Source`` over a TFDS image classification dataset (features "image", "label").
+) -> ImageSource:
+    """An ``ImageSource`` over a TFDS image classification dataset (features "image", "label").
 
     Args:
       split: "train", "val" or "test" (see module docstring).
@@ -138,7 +138,7 @@ def build_source(
         return f"{name}/{tfds_split}[{int(keep[i])}]"
 
     log.info("data[%s]: %d records of tfds %s", split, len(keep), name)
-    return Source(
+    return ImageSource(
         size=len(keep),
         read=read,
         input_size=input_size,

@@ -1,9 +1,10 @@
 """Evaluation pipeline: methods x test split -> AD/IC, ROAD, (insertion/deletion) report.
 
-``evaluate(config, checkpoint_dir, workdir, methods=...)`` runs it (what ``evaluate.py``
-calls); see docs/evaluation.md. Modules: ``methods`` (uniform explanation-method
-adapter), ``inputs`` (checkpoint and data checks), ``scoring`` (per-image metric
-terms), ``cache`` (per-batch results on disk), ``evaluator`` (the loop),
+``evaluate(checkpoint_dir, config=None, workdir=None)`` runs it with the settings of
+``config.eval`` (what ``ttame evaluate`` / ``evaluate.py`` call); see docs/evaluation.md.
+Modules: ``methods`` (uniform explanation-method adapter), ``inputs`` (data split and
+config checks), ``scoring`` (per-image metric terms), ``cache`` (per-batch results on
+disk), ``evaluator`` (the loop),
 ``report`` (Markdown, JSON, ROAD plot).
 """
 

@@ -28,7 +28,7 @@ def check_same_model(config: Config, saved: Config) -> None:
 
 
 def open_split(config: Config, split: str, input_size: int) -> DataSource:
-    """The data Source of ``split`` described by ``config.data``.
+    """The data source of ``split`` described by ``config.data``.
 
     Raises:
       FileNotFoundError / ValueError: from the data package, with the data config added.
