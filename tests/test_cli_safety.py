@@ -14,7 +14,7 @@ from ttame_jax.backbones import load_pretrained
 from ttame_jax.cli import common, explain
 from ttame_jax.cli.main import main
 from ttame_jax.data import preprocess
-from ttame_jax.data.loader import Source
+from ttame_jax.data.loader import ImageSource
 
 S = 64  # synthetic_cnn's input size
 EXPLAIN_SUFFIXES = (".overlay.png", ".maps.npy", ".explain.json")
@@ -208,8 +208,8 @@ def test_the_loader_skips_and_counts_an_elongated_image():
     def read(i):
         return Image.new("RGB", (4000, 1) if i == 1 else (20, 18), (i, i, i)), 0
 
-    source = Source(size=4, read=read, input_size=16, seed=0, num_classes=1, class_names=None,
-                    num_workers=2)  # fmt: skip
+    source = ImageSource(size=4, read=read, input_size=16, seed=0, num_classes=1,
+                         class_names=None, num_workers=2)  # fmt: skip
     batches = list(source.batches(4))
     np.testing.assert_array_equal(batches[0]["index"], [0, 2, 3])
     assert source.skipped == 1
