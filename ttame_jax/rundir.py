@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 
 import jax
@@ -25,6 +26,15 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from ttame_jax.config import Config, from_dict, to_dict
+
+class _QuietReadOnly(logging.Filter):
+    """Drops Orbax's "Given directory is read only" warning: reading is what we asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("Given directory is read only")
+
+
+logging.getLogger("absl").addFilter(_QuietReadOnly())
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
