@@ -10,6 +10,7 @@ from torchvision.datasets.folder import pil_loader
 
 from ttame_jax.config import DataConfig, from_dict
 from ttame_jax.data import build_source
+from ttame_jax.data.source import DataSource
 
 WNIDS = ("n01440764", "n01443537", "n09999999")
 S = 32  # input size; images are resized to 37 then cropped
@@ -63,6 +64,7 @@ def test_classes_sorted_and_files_found(root):
     assert len(source) == 3 * 4 + 3 + 2  # jpegs + grey/rgba/cmyk + the two broken ones
     names = [source.describe(i) for i in range(len(source))]
     assert not any(n.endswith(".txt") for n in names)
+    assert isinstance(source, DataSource)
 
 
 def test_pass_skips_broken_files_and_labels_follow_folders(root, caplog):
@@ -99,6 +101,13 @@ def test_same_seed_same_batches_regardless_of_workers(root):
         np.testing.assert_array_equal(a[key], b[key])
     c = _all(build_source(_cfg(root), "train", input_size=S, seed=7), epoch=2, shuffle=True)
     assert not np.array_equal(a["index"], c["index"])
+    # start= resumes the same epoch at a later batch (the first 5 examples not decoded).
+    source = build_source(_cfg(root), "train", input_size=S, seed=7)
+    later = list(source.batches(5, start=1, **kw))
+    rest = {k: np.concatenate([b[k] for b in later]) for k in later[0]}
+    first = next(source.batches(5, **kw))
+    for key in a:
+        np.testing.assert_array_equal(rest[key], a[key][len(first["index"]) :])
 
 
 def test_val_and_test_are_disjoint_seeded_selections(root):

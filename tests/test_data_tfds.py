@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 from torchvision import transforms as T
 
+from ttame_jax.config import DataConfig
 from ttame_jax.data import build_source
+from ttame_jax.data.source import DataSource
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -29,7 +31,7 @@ def _record(source, i):
 def test_mock_imagenet2012_val_test_train():
     # The mock makes decoded arrays only (encoding fake images would need TensorFlow), so
     # this path uses TFDS's decoder; the array_record tests below cover the default one.
-    cfg = {"name": "imagenet_tfds", "val_size": 3, "test_size": 4, "tfds_decoder": "tfds"}
+    cfg = DataConfig(name="imagenet_tfds", val_size=3, test_size=4, tfds_decoder="tfds")
     with tfds.testing.mock_data(num_examples=10):
         val = build_source(cfg, "val", input_size=S, seed=0)
         test = build_source(cfg, "test", input_size=S, seed=0)
@@ -92,7 +94,9 @@ def tiny_dir(tmp_path_factory):
 
 
 def _tiny_cfg(data_dir, **kw):
-    return {"name": "imagenet_tfds", "tfds_name": "ttame_tiny_imagenet", "data_dir": data_dir, **kw}
+    return DataConfig(
+        name="imagenet_tfds", tfds_name="ttame_tiny_imagenet", data_dir=data_dir, **kw
+    )
 
 
 @pytest.mark.parametrize("decoder", ["pil", "tfds"])
@@ -104,6 +108,11 @@ def test_real_array_record_read_without_tensorflow(tiny_dir, decoder):
     assert not {_record(val, i) for i in range(4)} & {_record(test, i) for i in range(3)}
     raw = tfds.data_source("ttame_tiny_imagenet", split="validation", data_dir=tiny_dir)
     batch = next(val.batches(4))
+    # The DataSource interface: start= skips whole batches.
+    assert isinstance(val, DataSource)
+    later = next(val.batches(2, start=1))
+    np.testing.assert_array_equal(later["index"], batch["index"][2:])
+    np.testing.assert_array_equal(later["image"], batch["image"][2:])
     for k in range(4):
         example = raw[_record(val, batch["index"][k])]
         i = int(re.search(rb"img(\d+)", example["file_name"]).group(1))
@@ -125,7 +134,7 @@ def test_corrupt_record_is_skipped_and_counted(tiny_dir, caplog, decoder):
 
 
 def test_missing_dataset_says_how_to_prepare_it(tmp_path):
-    cfg = {"name": "imagenet_tfds", "data_dir": str(tmp_path)}
+    cfg = DataConfig(name="imagenet_tfds", data_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError) as info:
         build_source(cfg, "train", input_size=S, seed=0)
     message = str(info.value)

@@ -197,8 +197,11 @@ class DataConfig:
             if self.tfds_decoder not in ("pil", "tfds"):
                 out.append(f"data.tfds_decoder must be 'pil' or 'tfds', got {self.tfds_decoder!r}")
         if self.name == "synthetic":
-            if self.train_size < 1:
-                out.append(f"data.train_size must be >= 1, got {self.train_size}")
+            for key in ("train_size", "val_size", "test_size"):
+                if getattr(self, key) < 1:
+                    out.append(
+                        f"data.{key} must be >= 1 for generated data, got {getattr(self, key)}"
+                    )
             if not 0.0 <= self.two_object_fraction <= 1.0:
                 out.append(
                     f"data.two_object_fraction must lie in [0, 1], got {self.two_object_fraction}"

@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 
 from ttame_jax.config import Config, from_dict, to_dict
 
+
 class _QuietReadOnly(logging.Filter):
     """Drops Orbax's "Given directory is read only" warning: reading is what we asked for."""
 

@@ -14,11 +14,15 @@ import os
 
 from ttame_jax.config import Config
 
+# Data fields that change how fast images load, not which images: not part of the settings.
+_LOADING = ("num_workers", "prefetch")
+
 
 def _settings(config: Config, kind: str, first: dict | None) -> dict:
     cc = config.classifier
+    data = {k: v for k, v in dataclasses.asdict(config.data).items() if k not in _LOADING}
     return {
-        "data": dataclasses.asdict(config.data),
+        "data": data,
         "steps": getattr(cc, f"{kind}_steps"),
         "lr": getattr(cc, f"{kind}_lr"),
         "batch_size": cc.batch_size,
@@ -40,6 +44,7 @@ def get_or_train(config: Config, backbone: str, folder: str) -> dict:
     from ttame_jax.backbones import load_pretrained
     from ttame_jax.training.classifier import train_classifier
 
+    folder = os.path.normpath(folder)
     kind = backbone.removeprefix("synthetic_")
     init_kind = config.classifier.vit_init_from if kind == "vit" else ""
     first = None
@@ -50,6 +55,11 @@ def get_or_train(config: Config, backbone: str, folder: str) -> dict:
     weights = os.path.join(folder, f"{backbone}.msgpack")
     facts_file, settings_file = os.path.join(folder, f"{backbone}.json"), f"{folder}/settings.json"
     if os.path.exists(weights) and os.path.exists(facts_file):
+        if not os.path.exists(settings_file):
+            raise ValueError(
+                f"{folder} holds a trained {backbone} but no settings.json, so its recipe is "
+                "unknown; use a new --workdir or delete that folder"
+            )
         with open(settings_file) as f:
             saved = json.load(f)
         if saved != json.loads(json.dumps(settings)):

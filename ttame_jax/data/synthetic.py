@@ -140,13 +140,13 @@ class SyntheticSource:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
         data = self.arrays()
         rng = np.random.default_rng((self.seed, self._code, int(epoch), 1))
         order = rng.permutation(self._n) if shuffle else np.arange(self._n)
         flips = rng.integers(0, 2, (self._n, 2)).astype(bool) if augment else None
         stop = self._n - self._n % batch_size if drop_remainder else self._n
-        if start < 0:
-            raise ValueError(f"start must be >= 0, got {start}")
         for first in range(start * batch_size, stop, batch_size):
             idx = order[first : first + batch_size]
             batch = {k: v[idx] for k, v in data.items()}

@@ -22,8 +22,9 @@ def check_same_model(config: Config, saved: Config) -> None:
         theirs = getattr(getattr(saved, section), field)
         if ours != theirs:
             raise ValueError(
-                f"--config has {section}.{field}={ours!r} but the checkpoint was trained with "
-                f"{theirs!r}; use the training config (or omit --config to use the checkpoint's)"
+                f"the evaluation config has {section}.{field}={ours!r} but the checkpoint was "
+                f"trained with {theirs!r}; use the training config (or omit --config to use the "
+                "checkpoint's)"
             )
 
 
