@@ -70,8 +70,10 @@ def randomise_batchnorm(model):
 def compare(name, torch_model, torch_layer, module, variables, layer, x, vit, tol=TOL):
     """Runs both implementations on the same normalised NHWC batch ``x``."""
     kw = {"reshape_transform": vit_reshape} if vit else {}
-    if name == "ablationcam" and vit:
-        kw["ablation_layer"] = AblationLayerVit()
+    if name == "ablationcam":
+        kw["batch_size"] = 8  # as the T-TAME reference ran it (our default)
+        if vit:
+            kw["ablation_layer"] = AblationLayerVit()
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     with REFERENCE[name](torch_model, [torch_layer], **kw) as cam:
         want = cam(input_tensor=xt, targets=None)

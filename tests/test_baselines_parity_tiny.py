@@ -77,8 +77,9 @@ def cnn_pair():
     return tm, FlaxCNN(), {"params": params}
 
 
-def reference(name, torch_model, layer, x_nchw, target=None):
-    """pytorch-grad-cam's maps for method ``name`` (numpy ``(B, H, W)``)."""
+def reference(name, torch_model, layer, x_nchw, target=None, **kw):
+    """pytorch-grad-cam's maps for method ``name`` (numpy ``(B, H, W)``); AblationCAM runs
+    with ``batch_size=8``, as in the T-TAME reference (our default)."""
     cls = {
         "gradcam": GradCAM,
         "gradcampp": GradCAMPlusPlus,
@@ -86,12 +87,37 @@ def reference(name, torch_model, layer, x_nchw, target=None):
         "ablationcam": AblationCAM,
     }[name]
     targets = None if target is None else [ClassifierOutputTarget(int(t)) for t in target]
+    if name == "ablationcam":
+        kw.setdefault("batch_size", 8)
     with cls(torch_model, [getattr(torch_model, layer)]) as cam:
+        for key, value in kw.items():
+            setattr(cam, key, value)
         return cam(input_tensor=x_nchw, targets=targets)
 
 
-def ours(name, module, variables, x_nhwc, layer, target=None):
-    return np.asarray(baselines.METHODS[name].fn(module, variables, x_nhwc, layer, target))
+def ours(name, module, variables, x_nhwc, layer, target=None, **kw):
+    fn = baselines.METHODS[name].fn
+    return np.asarray(fn(module, variables, x_nhwc, layer, target, **kw))
+
+
+def test_ablation_value_follows_the_reference_batch_size(images):
+    """Issue 12 D10: pytorch-grad-cam's ablation values depend on its batch_size (8 in the
+    T-TAME reference, 32 its default); conv2 has 12 channels, so 8 and 32 differ."""
+    from ttame_jax.baselines.ablationcam import _grad_cam_values
+
+    tm, fm, variables = cnn_pair()
+    x, xt = images
+    for b in (8, 32):
+        want = reference("ablationcam", tm, "conv2", xt, batch_size=b)
+        got = ours("ablationcam", fm, variables, x, "conv2", reference_batch_size=b)
+        np.testing.assert_allclose(got, want, atol=TOL)
+    # The values themselves (a ReLU after conv2 hides them in these maps): channel k gets
+    # m - 1e7 * (1 + k mod b) for a tap whose minimum m is not 0.
+    minimum = jnp.asarray([-3.0])
+    v8, v32 = (np.asarray(_grad_cam_values(minimum, 12, b))[0] for b in (8, 32))
+    np.testing.assert_allclose(v8[9], -3.0 - 2e7, rtol=1e-6)  # 9 mod 8 = 1
+    np.testing.assert_allclose(v32[9], -3.0 - 1e8, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(_grad_cam_values(jnp.zeros(1), 12, 8)), 0.0)
 
 
 @pytest.fixture(scope="module")

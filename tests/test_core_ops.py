@@ -166,9 +166,13 @@ def test_reference_area_hand_values():
 
 
 def test_paper_terms_hand_values():
-    psi = _psi_b2()  # S = B·H·W = 8
-    np.testing.assert_allclose(float(paper_energy(psi, 0.5)), (1.0 + math.sqrt(0.5)) / 8, rtol=1e-6)
-    np.testing.assert_allclose(float(paper_variation(psi)), 2.5 / 16, rtol=1e-6)
+    psi = _psi_b2()  # S = B·H·W·k = 16 values summed (eqs. 16-17)
+    by_hand = (1.0 + math.sqrt(0.5)) / 16  # Σ Ψ^0.5 over the two non-zero values, over S
+    np.testing.assert_allclose(float(paper_energy(psi, 0.5)), by_hand, rtol=1e-6)
+    np.testing.assert_allclose(float(paper_variation(psi)), 2.5 / 32, rtol=1e-6)
+    # With k = 1 (one map per image) S = B·H·W: the definition does not depend on k's role.
+    one = psi[..., :1]
+    np.testing.assert_allclose(float(paper_energy(one, 0.5)), 1.0 / 8, rtol=1e-6)
 
 
 def test_paper_energy_gradient_finite_where_sigmoid_underflows():
@@ -188,9 +192,11 @@ def test_ttame_loss_combines_weighted_terms():
         np.testing.assert_allclose(float(terms[name]), value, rtol=1e-6)
     np.testing.assert_allclose(float(loss), sum(want.values()), rtol=1e-6)
 
+    # Paper variant: S = number of values summed = B·H_e·W_e·k = 2·2·2·2 = 16 (eqs. 16-17;
+    # issue 12 D9: it was B·H_e·W_e = 8). Σ Ψ^0.5 = 1 + √0.5; Σ (Δ_h² + Δ_w²) = 2.5.
     paper = LossConfig(variant="paper", area_power=0.5)
     loss, terms = ttame_loss(logits, y, psi, paper)
-    want = {"ce": 1.5 * ce, "area": 2.0 * (1 + math.sqrt(0.5)) / 8, "tv": 0.01 * 2.5 / 16}
+    want = {"ce": 1.5 * ce, "area": 2.0 * (1 + math.sqrt(0.5)) / 16, "tv": 0.01 * 2.5 / 32}
     for name, value in want.items():
         np.testing.assert_allclose(float(terms[name]), value, rtol=1e-6)
     np.testing.assert_allclose(float(loss), sum(want.values()), rtol=1e-6)

@@ -324,6 +324,9 @@ class EvalConfig:
     chunk_size: int | None = None
     # Tap explained by the CAM baselines (None: the last T-TAME tap).
     baseline_layer: str | None = None
+    # Ablation-CAM reproduces pytorch-grad-cam run with this batch_size (its ablation values
+    # depend on it): 8 as in the T-TAME reference; 32 is pytorch-grad-cam's default.
+    ablation_reference_batch: int = 8
     # Progress bars.
     progress: bool = True
 
@@ -337,7 +340,11 @@ class EvalConfig:
             out.append(f"eval.split must be one of {_SPLITS}, got {self.split!r}")
         if self.road_compat not in _ROAD_COMPAT:
             out.append(f"eval.road_compat must be one of {_ROAD_COMPAT}, got {self.road_compat!r}")
-        for name, low in (("batch_size", 1), ("insertion_deletion_steps", 1)):
+        for name, low in (
+            ("batch_size", 1),
+            ("insertion_deletion_steps", 1),
+            ("ablation_reference_batch", 1),
+        ):
             if getattr(self, name) < low:
                 out.append(f"eval.{name} must be >= {low}, got {getattr(self, name)}")
         for name in ("num_images", "rise_masks", "chunk_size"):

@@ -13,9 +13,10 @@ The ablated value (option ``ablation_value``): the default ``"grad-cam"`` reprod
 pytorch-grad-cam: 0 when the image's minimum activation ``m`` at the tap is exactly
 0 (ReLU taps), otherwise a very negative value. Because pytorch-grad-cam writes
 its ablations in place in a loop that re-reads the minimum, channel ``k`` gets
-``m - 1e7 * (1 + k mod 32)`` (32 = its default ``batch_size``; float32 arithmetic
-repeated as it does). A number instead ablates every channel to that value
-(``0.0`` is the Ablation-CAM paper).
+``m - 1e7 * (1 + k mod b)`` with ``b`` its ``batch_size`` (float32 arithmetic repeated
+as it does). The T-TAME reference ran it with ``batch_size=8``, which is our default
+(``reference_batch_size``); pytorch-grad-cam's own default is 32. A number instead
+ablates every channel to that value (``0.0`` is the Ablation-CAM paper).
 
 The tap's module is skipped in the ablated passes (its output is replaced), so for
 taps on the main path XLA drops the layers before it as dead code.
@@ -31,24 +32,30 @@ import jax.numpy as jnp
 from ttame_jax.baselines import common
 
 ABLATION_OFFSET = 1e7  # pytorch-grad-cam's ABLATION_VALUE
-REFERENCE_BATCH = 32  # pytorch-grad-cam AblationCAM's default batch_size
+REFERENCE_BATCH = 8  # AblationCAM's batch_size in the T-TAME reference (pytorch-grad-cam: 32)
 
 
-def _grad_cam_values(minimum: jax.Array, channels: int) -> jax.Array:
-    """``(B, C)`` ablation values of pytorch-grad-cam for per-image minima ``(B,)``."""
+def _grad_cam_values(minimum: jax.Array, channels: int, reference_batch: int) -> jax.Array:
+    """``(B, C)`` ablation values of pytorch-grad-cam run with ``batch_size=reference_batch``
+    for per-image minima ``(B,)``."""
 
     def step(value, _):
         value = value - jnp.float32(ABLATION_OFFSET)
         return value, value
 
-    _, offsets = jax.lax.scan(step, minimum.astype(jnp.float32), length=REFERENCE_BATCH)
-    per_slot = offsets.T  # (B, 32): m - 1e7, (m - 1e7) - 1e7, ...
-    values = per_slot[:, jnp.arange(channels) % REFERENCE_BATCH]
+    _, offsets = jax.lax.scan(step, minimum.astype(jnp.float32), length=reference_batch)
+    per_slot = offsets.T  # (B, b): m - 1e7, (m - 1e7) - 1e7, ...
+    values = per_slot[:, jnp.arange(channels) % reference_batch]
     return jnp.where(minimum[:, None] == 0, 0.0, values)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "path", "batch_size", "ablation_value"))
-def _ablation_cam(module, variables, x, path, target, batch_size, ablation_value):
+@functools.partial(
+    jax.jit,
+    static_argnames=("module", "path", "batch_size", "ablation_value", "reference_batch_size"),
+)
+def _ablation_cam(
+    module, variables, x, path, target, batch_size, ablation_value, reference_batch_size
+):
     logits, act = common.apply_at_tap(module, variables, x, path, lambda a: a)
     target = common.select_target(logits, target)
     y = common.class_score(logits, target)
@@ -56,7 +63,7 @@ def _ablation_cam(module, variables, x, path, target, batch_size, ablation_value
     batch, channels = act.shape[0], act.shape[-1]
     if ablation_value == "grad-cam":
         minimum = act.reshape(batch, -1).min(axis=1)
-        values = _grad_cam_values(minimum, channels)
+        values = _grad_cam_values(minimum, channels, reference_batch_size)
     else:
         values = jnp.full((batch, channels), ablation_value, jnp.float32)
     ones = (1,) * (act.ndim - 2)  # broadcast over spatial positions / tokens
@@ -83,6 +90,7 @@ def ablation_cam(
     *,
     batch_size: int = 32,
     ablation_value: str | float = "grad-cam",
+    reference_batch_size: int = REFERENCE_BATCH,
 ):
     """Ablation-CAM maps for a batch.
 
@@ -93,6 +101,9 @@ def ablation_cam(
         depend on it).
       ablation_value: ``"grad-cam"`` (pytorch-grad-cam's values, see the module
         docstring) or a float written into the ablated channel.
+      reference_batch_size: with ``"grad-cam"``, the ``batch_size`` of the
+        pytorch-grad-cam run reproduced (its ablation values depend on it): 8, the T-TAME
+        reference's (default), or 32, pytorch-grad-cam's default.
 
     Returns:
       ``(B, H, W)`` float32 maps in [0, 1].
@@ -101,8 +112,12 @@ def ablation_cam(
         raise ValueError(f"ablation_value must be 'grad-cam' or a number, got {ablation_value!r}")
     if ablation_value != "grad-cam":
         ablation_value = float(ablation_value)
+    if int(reference_batch_size) < 1:
+        raise ValueError(f"reference_batch_size must be >= 1, got {reference_batch_size}")
     x, path, target = common.prepare(module, variables, x, layer, target)
-    return _ablation_cam(module, variables, x, path, target, batch_size, ablation_value)
+    return _ablation_cam(
+        module, variables, x, path, target, batch_size, ablation_value, int(reference_batch_size)
+    )
 
 
 def ablation_cam_fp(module, variables, x, layer: str, **options) -> int:

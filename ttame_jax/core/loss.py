@@ -27,15 +27,16 @@ summed separately, so the four corner pixels count twice (this is what the
 reference computes). The paper has no border term; the 2 in ``2B`` is the
 exponent of the squares, as in the reference.
 
-Loss, paper variant (eqs. 11, 15-17), with S = B·W_e·H_e:
+Loss, paper variant (eqs. 11, 15-17), with S the number of values summed, B·k·W_e·H_e:
 
     ce   = λ1 · CE(masked logits, y)
     area = λ2 · E(Ψ),       E(Ψ) = (1/S)  Σ Ψ^λ4
     tv   = λ2·λ3 · V(Ψ),    V(Ψ) = (1/2S) Σ (Δ_h(Ψ)² + Δ_w(Ψ)²)
 
 λ1 = ``ce``, λ2 = ``area``, λ4 = ``area_power`` and λ2·λ3 = ``tv`` (paper:
-1.5, 2, 0.005·2 = 0.01, 0.3). The sums run over all k = B maps of each image, as
-written; S counts B maps, so E is B times the per-value mean. ``Ψ^λ4`` has no
+1.5, 2, 0.005·2 = 0.01, 0.3). The sums run over all k maps of each of the B images (k = B
+in the B×B selection), and eqs. 16-17 define S as the number of values summed, so E is the
+per-value mean of Ψ^λ4. ``Ψ^λ4`` has no
 epsilon; its gradient at Ψ = 0 is taken as 0 (a sigmoid underflows to 0 only
 for c < -88, where the true gradient of σ(c)^λ4 is ~0 too).
 """
@@ -115,15 +116,13 @@ def _pow_zero_safe(x: jnp.ndarray, power: float) -> jnp.ndarray:
 
 
 def paper_energy(psi: jnp.ndarray, power: float) -> jnp.ndarray:
-    """Eq. 16: ``E(Ψ) = Σ Ψ^power / S``, S = B·H_e·W_e."""
-    s = psi.shape[0] * psi.shape[1] * psi.shape[2]
-    return jnp.sum(_pow_zero_safe(psi, power)) / s
+    """Eq. 16: ``E(Ψ) = Σ Ψ^power / S``, S = B·H_e·W_e·k, the number of values summed."""
+    return jnp.sum(_pow_zero_safe(psi, power)) / psi.size
 
 
 def paper_variation(psi: jnp.ndarray) -> jnp.ndarray:
-    """Eq. 17: ``V(Ψ) = Σ (Δ_h² + Δ_w²) / (2S)``, S = B·H_e·W_e."""
-    s = psi.shape[0] * psi.shape[1] * psi.shape[2]
-    return _squared_diffs(psi) / (2.0 * s)
+    """Eq. 17: ``V(Ψ) = Σ (Δ_h² + Δ_w²) / (2S)``, S = B·H_e·W_e·k (as in eq. 16)."""
+    return _squared_diffs(psi) / (2.0 * psi.size)
 
 
 def ttame_loss(
