@@ -32,14 +32,18 @@ explain, then the bfloat16 train steps.
 
 On the GPU machine (about 4-5 minutes; the outer timeout leaves room for start-up)::
 
-    timeout 330 python benchmarks/device_check.py --out "$OUT"
+    PYTHONPATH=. timeout 330 python benchmarks/device_check.py --out "$OUT"
+
+Columns: images/s and s/iter from the timed median; "compile s" is the warm-up call
+(JAX: compile + one run; PyTorch: model set-up + one step). If the budget skips rows,
+rerun the rest alone, e.g. ``--batches 128`` or ``--backbones vit_b_16``.
 
 Options: ``--backbones resnet50,vit_b_16 --batches 32,128 --repeats 3 --steps 5
 --budget-s 270 --jpegs 256 --road-images 16``. ``--quick`` runs everything at tiny sizes
 on the CPU (small synthetic backbones, batch 2, 2 steps, 4 JPEGs, ROAD at 64x64) to
 test the script itself::
 
-    python benchmarks/device_check.py --quick --out /tmp/device_check
+    PYTHONPATH=. python benchmarks/device_check.py --quick --out /tmp/device_check
 
 Needs only jax, flax, optax, numpy, pillow (+ torch/torchvision for the PyTorch rows);
 it imports no ttame_jax module that needs ml_collections, tqdm or matplotlib.
@@ -559,7 +563,7 @@ def main(argv=None) -> dict:
             if bf16_option(get_spec(name)):
                 fn, kind = functools.partial(train_ours, name, b, "bfloat16", a), "train"
             else:
-                fn, kind = na("n/a (no bf16 option yet)"), "n/a"
+                fn, kind = na("n/a (no bf16 option for this backbone)"), "n/a"
             measure("train step", name, b, "ours (jax)", "bfloat16 backbone", fn, kind)
 
     for r in report["rows"]:  # ours / PyTorch AMP, for the table
