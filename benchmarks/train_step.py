@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import os
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -79,14 +80,29 @@ def bench_jax(name: str, batch: int, iters: int, dtype: str) -> dict:
     return {"compile_s": compile_s, "step_s": step_s, "fwd_s": fwd_s}
 
 
-def bench_torch(name: str, batch: int, iters: int) -> float:
-    """Seconds per reference PyTorch T-TAME step (eager, float32)."""
+def reference_step(
+    name: str, batch: int, device: str = "cpu", amp_dtype=None
+) -> Callable[[], None]:
+    """One PyTorch T-TAME step written the reference implementation's way, ready to call.
+
+    Builds the torchvision backbone (random weights, frozen, eval mode) with forward
+    hooks on the taps, the attention mechanism with all K fusion channels and
+    ``torch.optim.SGD(nesterov=True)``, on ``device`` with a fixed random batch of
+    ``batch`` images, runs one step (warm-up) and returns ``step()``, which runs one more
+    (asynchronously on CUDA: synchronise before reading a clock).
+
+    ``amp_dtype`` (e.g. ``torch.float16``): mixed precision as the reference's Lightning
+    ``precision="16-mixed"``: the step's forward passes and loss under
+    ``torch.autocast(dtype=amp_dtype)``, the backward pass through a ``GradScaler``.
+    ``None``: float32 throughout.
+    """
     import torch
     import torch.nn.functional as F
     import torchvision
 
     spec = get_spec(name)
-    net = getattr(torchvision.models, name)(weights=None).eval().requires_grad_(False)
+    dev = torch.device(device)
+    net = getattr(torchvision.models, name)(weights=None).eval().requires_grad_(False).to(dev)
     feats: dict[str, torch.Tensor] = {}
     for tap in spec.taps:
         # The reference's ViT tap "...encoder_layer_k.ln" is the block's ln_1 module.
@@ -95,9 +111,9 @@ def bench_torch(name: str, batch: int, iters: int) -> float:
             lambda m, i, o, t=tap: feats.__setitem__(t, o)
         )
     s = spec.input_size
-    x = torch.rand(batch, 3, s, s)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    x = torch.rand(batch, 3, s, s, device=dev)
+    mean = torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=dev).view(1, 3, 1, 1)
 
     def to_map(f):  # ViT tokens (B, 1+N, D) -> (B, D, √N, √N); CNN maps unchanged
         if f.ndim == 3:
@@ -112,11 +128,15 @@ def bench_torch(name: str, batch: int, iters: int) -> float:
     convs = torch.nn.ModuleList(torch.nn.Conv2d(c, c, 1) for c in chans)
     bns = torch.nn.ModuleList(torch.nn.BatchNorm2d(c) for c in chans)
     fuse = torch.nn.Conv2d(sum(chans), spec.num_classes, 1)
-    attn = torch.nn.ModuleList([convs, bns, fuse])
+    attn = torch.nn.ModuleList([convs, bns, fuse]).to(dev)
     opt = torch.optim.SGD(attn.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+    amp = amp_dtype is not None
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp)
+    autocast = functools.partial(torch.autocast, dev.type, dtype=amp_dtype, enabled=amp)
     vit = spec.kind == "vit"
+    rows = torch.arange(batch, device=dev)
 
-    def step():
+    def loss_fn():
         with torch.no_grad():
             y = net((x - mean) / std).argmax(1)
         branches = []
@@ -125,19 +145,29 @@ def bench_torch(name: str, batch: int, iters: int) -> float:
             b = F.relu(bn(conv(f)) + f)
             branches.append(F.interpolate(b, (res, res), mode="bilinear", align_corners=False))
         a = torch.sigmoid(fuse(torch.cat(branches, 1)))  # (B, K, He, We)
-        mask = F.interpolate(a[torch.arange(batch), y][:, None], (s, s), mode="bilinear")
+        mask = F.interpolate(a[rows, y][:, None], (s, s), mode="bilinear")
         masked = mask * ((x - mean) / std) if vit else (mask * x - mean) / std
         logits = net(masked)
         psi = a[:, y]  # (B, B, He, We): every image's maps for the batch's classes
         dh, dw = psi[..., 1:, :] - psi[..., :-1, :], psi[..., :, 1:] - psi[..., :, :-1]
         tv = (dh.pow(2).sum() + dw.pow(2).sum()) / (2 * batch)
-        loss = 1.5 * F.cross_entropy(logits, y) + 2 * (psi + 5e-4).pow(0.3).mean() + 0.01 * tv
+        return 1.5 * F.cross_entropy(logits, y) + 2 * (psi + 5e-4).pow(0.3).mean() + 0.01 * tv
+
+    def step():
+        with autocast():
+            loss = loss_fn()
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     step()
-    return _time(step, iters)
+    return step
+
+
+def bench_torch(name: str, batch: int, iters: int) -> float:
+    """Seconds per reference PyTorch T-TAME step (eager, float32, CPU)."""
+    return _time(reference_step(name, batch), iters)
 
 
 def main():
