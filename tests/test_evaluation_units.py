@@ -240,3 +240,21 @@ def test_batches_resume_at_first_missing_batch_and_cut_to_num_images(kind):
     full = list(source.batches(3, shuffle=False, augment=False))  # the same images
     np.testing.assert_array_equal(got[0][1]["image"], full[1]["image"])
     np.testing.assert_array_equal(got[1][1]["image"], full[2]["image"][:2])
+
+
+def test_cam_baselines_explain_the_reference_layers():
+    """Issue 12 D1: VGG-16's CAM baselines explain features.29 (ReLU after conv5_3, 14x14)
+    as the reference did, not the 7x7 max-pool features.30 (the last T-TAME tap); other
+    backbones explain their last T-TAME tap."""
+    import types
+
+    from ttame_jax.backbones import get_spec
+    from ttame_jax.config import ModelConfig
+
+    def layer(name, **model):
+        explainer = types.SimpleNamespace(spec=get_spec(name), model_cfg=ModelConfig(**model))
+        return methods.baseline_layer(explainer)
+
+    assert layer("vgg16") == "features.29"
+    assert layer("resnet50") == "layer4" and layer("resnet50", taps=("layer3",)) == "layer3"
+    assert layer("vit_b_16") == "encoder.layers.encoder_layer_11.ln"

@@ -34,6 +34,9 @@ class BackboneSpec:
         (``None`` for backbones that have none).
       class_names: optional class names for reports (``None``: ImageNet-1k
         names are looked up for 1000-class backbones).
+      cam_layer: the tap the CAM baselines explain by default (``None``: the last
+        T-TAME tap). VGG-16's is ``features.29``, the ReLU after conv5_3 at 14×14, as
+        in the T-TAME reference, not the 7×7 max-pool ``features.30``.
     """
 
     name: str
@@ -46,6 +49,7 @@ class BackboneSpec:
     taps: tuple[str, ...]
     weights_file: str | None = None
     class_names: tuple[str, ...] | None = None
+    cam_layer: str | None = None
 
     @property
     def tap_paths(self) -> Mapping[str, tuple[str, ...]]:

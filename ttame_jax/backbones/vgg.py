@@ -98,5 +98,6 @@ registry.register(
         std=registry.IMAGENET_STD,
         taps=("features.16", "features.23", "features.30"),
         weights_file="vgg16-397923af.pth",
+        cam_layer="features.29",  # the reference's CAM layer (issue 12 D1)
     )
 )

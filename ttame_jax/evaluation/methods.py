@@ -8,10 +8,11 @@ of the cache key).
 
 Names: ``"ttame"`` (the trained explainer, :func:`ttame_jax.explain`) and every
 key of :data:`ttame_jax.baselines.METHODS` (``gradcam``, ``gradcampp``,
-``scorecam``, ``ablationcam``, ``rise``). The baselines explain the backbone of
-the same checkpoint at its last T-TAME tap (``model.taps[-1]``, e.g. ``layer4``
-for ResNet-50, ``features.30`` for VGG-16, ``encoder.layers.encoder_layer_11.ln``
-for ViT-B/16), unless a method's options name another ``layer``. Other pipelines
+``scorecam``, ``ablationcam``, ``rise``). The CAM baselines explain the backbone of
+the same checkpoint at its ``cam_layer`` (VGG-16: ``features.29``, as the reference) or
+else its last T-TAME tap (``model.taps[-1]``: ``layer4`` for ResNet-50,
+``encoder.layers.encoder_layer_11.ln`` for ViT-B/16), unless a method's options name
+another ``layer``. Other pipelines
 (e.g. the synthetic benchmark) may pass ready :class:`Method` objects instead.
 """
 
@@ -74,8 +75,10 @@ def check_names(names: Sequence[str]) -> None:
 
 
 def baseline_layer(explainer: Explainer) -> str:
-    """The tap the baselines explain: the last (deepest) T-TAME tap of the checkpoint."""
-    return build(explainer.spec, explainer.model_cfg).taps[-1]
+    """The tap the CAM baselines explain by default: the backbone's ``cam_layer`` if it
+    names one (VGG-16: ``features.29``, as the reference), else the last (deepest) T-TAME
+    tap of the checkpoint."""
+    return explainer.spec.cam_layer or build(explainer.spec, explainer.model_cfg).taps[-1]
 
 
 def _ttame(explainer: Explainer) -> Method:
