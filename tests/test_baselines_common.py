@@ -100,7 +100,8 @@ def test_grad_cam_is_the_mean_weighted_cam(tiny):
 
 
 def test_grad_cam_ablation_values_by_hand():
-    values = ablationcam_module._grad_cam_values(jnp.array([-2.0, 0.0]), 34)
+    # pytorch-grad-cam run with batch_size=32: channel k gets m - 1e7 * (1 + k mod 32).
+    values = ablationcam_module._grad_cam_values(jnp.array([-2.0, 0.0]), 34, 32)
     np.testing.assert_array_equal(values[0, [0, 1, 2]], [-10000002.0, -20000002.0, -30000002.0])
     np.testing.assert_array_equal(values[0, [32, 33]], [-10000002.0, -20000002.0])
     np.testing.assert_array_equal(values[1], np.zeros(34))
@@ -123,8 +124,9 @@ def test_forward_pass_counts(tiny):
     fp = {name: m.fp(module, variables, x, "features.1") for name, m in baselines.METHODS.items()}
     assert fp == {"gradcam": 1, "gradcampp": 1, "scorecam": 6, "ablationcam": 6, "rise": 8000}
     assert baselines.METHODS["rise"].fp(module, variables, x, None, n_masks=4000) == 4000
-    with pytest.raises(TypeError):
-        baselines.METHODS["scorecam"].fp(module, variables, x, "features.1", n_masks=3)
+    with pytest.raises(ValueError, match=r"bad options for method 'scorecam': \['n_masks'\]"):
+        baselines.METHODS["scorecam"].check_options("scorecam", {"n_masks": 3})
+    baselines.METHODS["rise"].check_options("rise", {"n_masks": 3, "key": None})  # fine
 
 
 def test_bad_arguments_say_what_is_wrong(tiny):
