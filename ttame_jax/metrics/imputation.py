@@ -4,12 +4,15 @@ The reference implementations (``pytorch_grad_cam.metrics.road.NoisyLinearImpute
 the ROAD authors' ``road.imputations.NoisyLinearImputer``) build the sparse system of
 :mod:`ttame_jax.metrics.stencil` with SciPy and call ``spsolve`` one image at a time. Here
 the same system is solved matrix-free for a whole batch (every channel is its own
-right-hand side) with flexible conjugate gradients, preconditioned by one multigrid V-cycle,
-to a relative residual tolerance.
+right-hand side, stored as channel-first planes) with flexible conjugate gradients,
+preconditioned by one multigrid V-cycle, to a relative error-estimate tolerance. The CG
+starts from a full-multigrid guess: the imputation problem is restated on every coarser
+grid (a coarse cell is kept when one of its 2x2 children is, with their mean value),
+solved approximately from the coarsest grid up with one V-cycle per grid, and interpolated.
 
 All pixels removed: with no kept pixel the system is singular (every constant solves it).
-We then return, per image and channel, the mean of that image's channel values (the CG
-starts from it, its residual is exactly zero, so no iteration changes it), plus the noise.
+We then return, per image and channel, the mean of that image's channel values (and zero
+iterations), plus the noise.
 """
 
 from __future__ import annotations
@@ -28,8 +31,7 @@ from ttame_jax.metrics.stencil import (
     v_cycle,
 )
 
-_COARSE_RTOL_FACTOR = 4.0  # coarse (initial-guess) solves stop at this many times rtol
-_COARSE_MAX_ITER = 3  # and after at most this many iterations
+_FMG_CYCLES = 1  # V-cycles per coarse level of the full-multigrid initial guess
 
 
 def _safe_div(num, den):
@@ -97,7 +99,7 @@ def solve_linear_imputation(
 def _pcg(x, rhs, hierarchy, limit, max_iter):
     """Flexible PCG on ``A x = rhs`` from ``x``, preconditioned by one V-cycle; an image
     stops once its preconditioned residual (an error estimate) is below ``limit``."""
-    removed, s = hierarchy[0]
+    removed, s, _ = hierarchy[0]
     r = rhs - apply_operator(x, removed, s)
     z = v_cycle(r, hierarchy)
 
@@ -131,24 +133,29 @@ def _coarse_problem(values, kept):
     return _safe_div(block_sum(values * kept), n_kept), (n_kept > 0).astype(kept.dtype)
 
 
-def _solve_level(values, kept, hierarchy, limit, max_iter, coarse_limit):
-    """Solves the imputation problem on ``hierarchy[0]``'s grid, started from the coarse
-    problem's solution interpolated bilinearly (full multigrid): the error left for the
-    fine iterations is then mostly the high-frequency part that one V-cycle removes.
+def _initial_guess(values, kept, hierarchy):
+    """Unknowns on ``hierarchy[0]``'s grid: the coarse problem's approximate solution
+    interpolated bilinearly (the mean of the kept values on a grid that cannot coarsen)."""
+    removed = hierarchy[0].removed
+    if len(hierarchy) == 1:
+        return removed * _safe_div(_dot(values, kept), _dot(kept, kept))
+    return removed * prolong(_full_multigrid(*_coarse_problem(values, kept), hierarchy[1:]))
 
-    Returns the full field (kept values, solved unknowns) and the iterations run here."""
-    removed, _ = hierarchy[0]
-    if len(hierarchy) > 1:
-        coarse_values, coarse_kept = _coarse_problem(values, kept)
-        coarse, _ = _solve_level(
-            coarse_values, coarse_kept, hierarchy[1:], coarse_limit, _COARSE_MAX_ITER, coarse_limit
-        )
-        guess = removed * prolong(coarse)
-    else:
-        guess = removed * _safe_div(_dot(values, kept), _dot(kept, kept))
+
+def _full_multigrid(values, kept, hierarchy):
+    """Approximate solution of the imputation problem on ``hierarchy[0]``'s grid as a full
+    field (kept values, unknowns filled): the interpolated coarser solution corrected by
+    ``_FMG_CYCLES`` V-cycles, recursively from the coarsest grid up (full multigrid).
+
+    The coarse problems' unknown masks are exactly the hierarchy's coarse masks, so the
+    V-cycles reuse it. No loops and no tolerance: the fine PCG decides when to stop.
+    """
+    removed, s, _ = hierarchy[0]
+    x = _initial_guess(values, kept, hierarchy)
     rhs = removed * neighbour_sum(kept * values)  # known neighbours move to the right side
-    x, it = _pcg(guess, rhs, hierarchy, limit, max_iter)
-    return jnp.where(removed > 0, x, values), it
+    for _ in range(_FMG_CYCLES):
+        x = x + v_cycle(rhs - apply_operator(x, removed, s), hierarchy)
+    return jnp.where(removed > 0, x, values)
 
 
 def _solve_chunk(values, keep, rtol, max_iter):
@@ -156,10 +163,10 @@ def _solve_chunk(values, keep, rtol, max_iter):
     kept = keep.astype(values.dtype)
     removed = 1.0 - kept
     hierarchy = build_hierarchy(removed)
-    scale = _per_image_max(values)
-    out, it = _solve_level(
-        values, kept, hierarchy, rtol * scale, max_iter, _COARSE_RTOL_FACTOR * rtol * scale
-    )
+    guess = _initial_guess(values, kept, hierarchy)
+    rhs = removed * neighbour_sum(kept * values)  # known neighbours move to the right side
+    x, it = _pcg(guess, rhs, hierarchy, rtol * _per_image_max(values), max_iter)
+    out = jnp.where(removed > 0, x, values)
     # No kept pixel: the system is singular (every constant solves it); return the mean.
     none_kept = jnp.sum(kept, axis=(-3, -2, -1), keepdims=True) == 0
     mean = jnp.mean(values, axis=(-2, -1), keepdims=True)

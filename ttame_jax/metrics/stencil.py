@@ -20,8 +20,11 @@ grid and are zero outside ``R``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # (dy, dx) -> weight of that neighbour; 1/6 direct, 1/12 diagonal.
 NEIGHBOUR_WEIGHTS: tuple[tuple[int, int, float], ...] = (
@@ -39,9 +42,12 @@ NEIGHBOUR_WEIGHTS: tuple[tuple[int, int, float], ...] = (
 # omega = 1 damps them by 1/3 per sweep (0.8 only by 0.47); D^-1 A < 4/3 everywhere keeps
 # the undamped sweep convergent and the V-cycle positive definite.
 _OMEGA = 1.0
-_SMOOTH_STEPS = 1  # pre- and post-smoothing sweeps per level (V(1,1))
+_SMOOTH_STEPS = 2  # pre- and post-smoothing sweeps per coarse level (V(2,2))
+_SMOOTH_STEPS_FINEST = 1  # and on the finest grid of a hierarchy
 _COARSEST_STEPS = 16  # Jacobi sweeps on the coarsest grid
 _MIN_COARSE = 6  # stop coarsening below this many pixels per side
+_DIRECT_MAX = 256  # coarsest grids up to this many cells are solved exactly
+_SINGULAR_EIGENVALUE = 1e-5  # eigenvalues below this count as 0 (pseudo-inverse)
 _COARSE_MIN_CHILDREN = 4  # a coarse cell is unknown only when all 4 children are
 
 
@@ -117,12 +123,9 @@ def restrict(r: jnp.ndarray) -> jnp.ndarray:
     in memory, so the residual feeding it is computed once (fused slices recomputed its
     9-point stencil for every one of the 16 taps; opt-barriers do not stop that on CPU).
     """
-    lead, (h, w) = r.shape[:-2], r.shape[-2:]
-    planes = jnp.pad(r.reshape(-1, 1, h, w), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
-    k1 = jnp.asarray(_TRANSFER_1D, r.dtype)
-    kernel = (k1[:, None] * k1[None, :])[None, None]
-    out = jax.lax.conv_general_dilated(planes, kernel, (2, 2), "VALID")
-    return out.reshape(*lead, h // 2, w // 2)
+    k1 = jnp.asarray(_TRANSFER_1D)
+    padded = jnp.pad(r, [(0, 0)] * (r.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    return _plane_conv(padded, k1[:, None] * k1[None, :], 2)
 
 
 def prolong(e: jnp.ndarray) -> jnp.ndarray:
@@ -130,9 +133,23 @@ def prolong(e: jnp.ndarray) -> jnp.ndarray:
     return _upsample_axis(_upsample_axis(e, -2), -1)
 
 
+def _plane_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int) -> jnp.ndarray:
+    """Every ``(h, w)`` plane of ``x`` convolved (VALID) with a 2-D ``kernel``."""
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    out = jax.lax.conv_general_dilated(
+        x.reshape(-1, 1, h, w), kernel.astype(x.dtype)[None, None], (stride, stride), "VALID"
+    )
+    return out.reshape(*lead, *out.shape[-2:])
+
+
 def block_sum(x: jnp.ndarray) -> jnp.ndarray:
-    """Sum of every 2x2 block of the last two axes."""
-    return x[..., 0::2, 0::2] + x[..., 1::2, 0::2] + x[..., 0::2, 1::2] + x[..., 1::2, 1::2]
+    """Sum of every 2x2 block of the last two axes.
+
+    A convolution rather than four strided slices: XLA fuses cheap slices into every
+    consumer, so a coarse mask made of slices was recomputed from the fine one (strided
+    loads along the row, slow) in each stencil pass that read it.
+    """
+    return _plane_conv(x, jnp.ones((2, 2)), 2)
 
 
 def can_coarsen(h: int, w: int) -> bool:
@@ -145,20 +162,71 @@ def coarsen_mask(removed: jnp.ndarray) -> jnp.ndarray:
     return (block_sum(removed) >= _COARSE_MIN_CHILDREN).astype(removed.dtype)
 
 
-def build_hierarchy(removed: jnp.ndarray) -> list[tuple[jnp.ndarray, jnp.ndarray]]:
-    """The (removed mask, weight sum) pair of every multigrid level, finest first.
+class Level(NamedTuple):
+    """One multigrid level: unknown mask ``(..., 1, h, w)``, weight sums ``(h, w)`` and, on a
+    small enough coarsest grid, the (pseudo-)inverse of its matrix ``(..., h w, h w)``."""
+
+    removed: jnp.ndarray
+    s: jnp.ndarray
+    inverse: jnp.ndarray | None = None
+
+
+def _dense_weights(h: int, w: int) -> np.ndarray:
+    """The neighbour weight matrix ``W`` of an ``h x w`` grid, ``(h w, h w)``, row-major."""
+    dense = np.zeros((h * w, h * w), np.float32)
+    for y in range(h):
+        for x in range(w):
+            for dy, dx, weight in NEIGHBOUR_WEIGHTS:
+                if 0 <= y + dy < h and 0 <= x + dx < w:
+                    dense[y * w + x, (y + dy) * w + x + dx] = weight
+    return dense
+
+
+def coarsest_inverse(removed: jnp.ndarray, s: jnp.ndarray) -> jnp.ndarray:
+    """Pseudo-inverse of ``A`` on a small grid, with identity rows for the known cells.
+
+    ``A`` is singular when every cell of the grid is unknown (constants solve it; on a
+    coarse grid that happens when the kept pixels are all in partly removed blocks): the
+    eigen-decomposition drops that mode instead of dividing by ~0.
+    """
+    h, w = s.shape
+    m = removed.reshape(*removed.shape[:-3], h * w)
+    diag = m * s.reshape(-1) + (1.0 - m)
+    dense = jnp.asarray(_dense_weights(h, w), removed.dtype)
+    a = jnp.einsum("...i,ij,...j->...ij", m, dense, m)
+    a = jnp.eye(h * w, dtype=a.dtype) * diag[..., None] - a
+    lam, vec = jnp.linalg.eigh(a)
+    inv_lam = jnp.where(lam > _SINGULAR_EIGENVALUE, 1.0 / jnp.where(lam > 0, lam, 1.0), 0.0)
+    return jnp.einsum("...ik,...k,...jk->...ij", vec, inv_lam, vec)
+
+
+def _direct_solve(rhs: jnp.ndarray, level: Level) -> jnp.ndarray:
+    h, w = rhs.shape[-2:]
+    flat = rhs.reshape(*rhs.shape[:-2], h * w)
+    out = jnp.einsum("...ij,...cj->...ci", level.inverse, flat)
+    return level.removed * out.reshape(rhs.shape)
+
+
+def build_hierarchy(removed: jnp.ndarray) -> list[Level]:
+    """Every multigrid level, finest first.
 
     Coarsening stops at an odd side length or below ``_MIN_COARSE`` pixels; with odd input
-    sizes the hierarchy is a single level and the preconditioner is plain Jacobi.
+    sizes the hierarchy is a single level and the preconditioner is plain Jacobi. A
+    coarsest grid of at most ``_DIRECT_MAX`` cells is solved exactly (dense pseudo-inverse,
+    computed once per solve); larger ones get ``_COARSEST_STEPS`` Jacobi sweeps.
     """
     levels = []
     mask = removed
     while True:
         h, w = mask.shape[-2], mask.shape[-1]
-        levels.append((mask, weight_sum(h, w, mask.dtype)))
-        if not can_coarsen(h, w):
-            return levels
-        mask = coarsen_mask(mask)
+        s = weight_sum(h, w, mask.dtype)
+        if can_coarsen(h, w):
+            levels.append(Level(mask, s))
+            mask = coarsen_mask(mask)
+            continue
+        inverse = coarsest_inverse(mask, s) if h * w <= _DIRECT_MAX and len(levels) else None
+        levels.append(Level(mask, s, inverse))
+        return levels
 
 
 def _jacobi(e, rhs, removed, s, steps):
@@ -177,25 +245,27 @@ def _jacobi(e, rhs, removed, s, steps):
     return jax.lax.fori_loop(0, steps, sweep, e)
 
 
-def v_cycle(rhs: jnp.ndarray, hierarchy, level: int = 0) -> jnp.ndarray:
+def v_cycle(rhs: jnp.ndarray, hierarchy: list[Level], level: int = 0) -> jnp.ndarray:
     """One multigrid V-cycle from a zero guess: an approximation of ``A^-1 rhs``.
 
     Symmetric by construction (same number of Jacobi sweeps before and after the coarse
-    correction, restriction = transpose of prolongation); the coarse operators are the same
-    stencil re-discretised on the coarse mask, which matches the fine scale because the
-    restriction's weights total 4 per coarse cell (a sum, not an average).
+    correction, restriction = transpose of prolongation, a symmetric coarsest solve); the
+    coarse operators are the same stencil re-discretised on the coarse mask, which matches
+    the fine scale because the restriction's weights total 4 per coarse cell (a sum, not an
+    average).
 
     Args:
       rhs: ``(..., C, H_l, W_l)`` residual on ``level``.
       hierarchy: output of :func:`build_hierarchy`.
       level: current level index.
     """
-    removed, s = hierarchy[level]
+    removed, s, inverse = hierarchy[level]
     if level == len(hierarchy) - 1:
+        if inverse is not None:
+            return _direct_solve(rhs, hierarchy[level])
         return _jacobi(None, rhs, removed, s, _COARSEST_STEPS)
-    e = _jacobi(None, rhs, removed, s, _SMOOTH_STEPS)
-    residual = jax.lax.optimization_barrier(rhs - apply_operator(e, removed, s))
+    steps = _SMOOTH_STEPS if level else _SMOOTH_STEPS_FINEST
+    e = _jacobi(None, rhs, removed, s, steps)
+    residual = rhs - apply_operator(e, removed, s)
     e = e + removed * prolong(v_cycle(restrict(residual), hierarchy, level + 1))
-    # The post-smoother reads e at 9 offsets: materialise it rather than re-interpolating.
-    e = jax.lax.optimization_barrier(e)
-    return _jacobi(e, rhs, removed, s, _SMOOTH_STEPS)
+    return _jacobi(e, rhs, removed, s, steps)
