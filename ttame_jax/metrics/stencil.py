@@ -11,14 +11,20 @@ Neighbours outside the image are dropped from both sides (so a corner pixel has
 side. The matrix ``A = D_S - W_RR`` restricted to the removed set ``R`` is symmetric and,
 as soon as one pixel is kept, positive definite (an irreducibly diagonally dominant M-matrix).
 
-Everything here is matrix-free on NHWC grids: ``removed`` is a float ``(B, H, W, 1)`` mask
-(1 = unknown), unknowns live on the full grid and are zero outside ``R``.
+Everything here is matrix-free on grids stored in the **last two axes** ``(..., H, W)``
+(channel-first planes: the innermost axis is a long image row, which XLA vectorises; NHWC
+with 3 channels innermost ran the stencil at half the speed on CPU). ``removed`` is a float
+mask ``(..., 1, H, W)`` broadcast over the channels (1 = unknown); unknowns live on the full
+grid and are zero outside ``R``.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # (dy, dx) -> weight of that neighbour; 1/6 direct, 1/12 diagonal.
 NEIGHBOUR_WEIGHTS: tuple[tuple[int, int, float], ...] = (
@@ -32,119 +38,204 @@ NEIGHBOUR_WEIGHTS: tuple[tuple[int, int, float], ...] = (
     (1, 1, 1 / 12),
 )
 
-_OMEGA = 0.8  # damping of the Jacobi smoother; D^-1 A has spectrum in [0, 2)
-_SMOOTH_STEPS = 2  # pre- and post-smoothing sweeps per level
-_COARSEST_STEPS = 24  # Jacobi sweeps on the coarsest grid
+# Jacobi smoother. In the interior the high frequencies of D^-1 A lie in [2/3, 4/3], so
+# omega = 1 damps them by 1/3 per sweep (0.8 only by 0.47); D^-1 A < 4/3 everywhere keeps
+# the undamped sweep convergent and the V-cycle positive definite.
+_OMEGA = 1.0
+_SMOOTH_STEPS = 2  # pre- and post-smoothing sweeps per coarse level (V(2,2))
+_SMOOTH_STEPS_FINEST = 1  # and on the finest grid of a hierarchy
+_COARSEST_STEPS = 16  # Jacobi sweeps on the coarsest grid
 _MIN_COARSE = 6  # stop coarsening below this many pixels per side
+_DIRECT_MAX = 256  # coarsest grids up to this many cells are solved exactly
+_SINGULAR_EIGENVALUE = 1e-5  # eigenvalues below this count as 0 (pseudo-inverse)
 _COARSE_MIN_CHILDREN = 4  # a coarse cell is unknown only when all 4 children are
+
+
+def _grid_pad(x: jnp.ndarray) -> jnp.ndarray:
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)])
 
 
 def neighbour_sum(x: jnp.ndarray) -> jnp.ndarray:
     """``W x``: weighted sum of the in-bounds 8 neighbours of every pixel.
 
     Args:
-      x: ``(B, H, W, C)``.
+      x: ``(..., H, W)``.
 
     Returns:
-      ``(B, H, W, C)``; out-of-bounds neighbours contribute nothing.
+      ``(..., H, W)``; out-of-bounds neighbours contribute nothing.
     """
-    h, w = x.shape[1], x.shape[2]
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h, w = x.shape[-2], x.shape[-1]
+    xp = _grid_pad(x)
     total = jnp.zeros_like(x)
     for dy, dx, weight in NEIGHBOUR_WEIGHTS:
-        total = total + weight * xp[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w, :]
+        total = total + weight * xp[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
     return total
 
 
 def weight_sum(height: int, width: int, dtype=jnp.float32) -> jnp.ndarray:
-    """``S``: the sum of in-bounds neighbour weights of every pixel, ``(1, H, W, 1)``."""
-    return neighbour_sum(jnp.ones((1, height, width, 1), dtype))
+    """``S``: the sum of in-bounds neighbour weights of every pixel, ``(H, W)``."""
+    return neighbour_sum(jnp.ones((height, width), dtype))
 
 
 def apply_operator(x: jnp.ndarray, removed: jnp.ndarray, s: jnp.ndarray) -> jnp.ndarray:
     """``A x = R (S x - W (R x))`` for unknowns ``x`` supported on the removed set.
 
     Args:
-      x: ``(B, H, W, C)`` unknowns (values outside ``removed`` are ignored).
-      removed: ``(B, H, W, 1)`` float mask, 1 where the pixel is unknown.
-      s: ``(1, H, W, 1)`` in-bounds weight sums from :func:`weight_sum`.
+      x: ``(..., C, H, W)`` unknowns (values outside ``removed`` are ignored).
+      removed: ``(..., 1, H, W)`` float mask, 1 where the pixel is unknown.
+      s: ``(H, W)`` in-bounds weight sums from :func:`weight_sum`.
     """
     x = x * removed
     return removed * (s * x - neighbour_sum(x))
 
 
+def _shift_edge(c: jnp.ndarray, axis: int, step: int) -> jnp.ndarray:
+    """``c[i - step]`` along ``axis`` with edge replication (``step`` = +1 or -1)."""
+    n = c.shape[axis]
+
+    def part(lo, hi):
+        return jax.lax.slice_in_dim(c, lo, hi, axis=axis)
+
+    parts = [part(0, 1), part(0, n - 1)] if step == 1 else [part(1, n), part(n - 1, n)]
+    return jnp.concatenate(parts, axis)
+
+
 def _upsample_axis(c: jnp.ndarray, axis: int) -> jnp.ndarray:
     """Cell-centred linear interpolation to twice the size along ``axis`` (edge replicate):
     ``f[2i] = 3/4 c[i] + 1/4 c[i-1]``, ``f[2i+1] = 3/4 c[i] + 1/4 c[i+1]``."""
-    n = c.shape[axis]
-    first = jax.lax.slice_in_dim(c, 0, 1, axis=axis)
-    last = jax.lax.slice_in_dim(c, n - 1, n, axis=axis)
-    prev = jnp.concatenate([first, jax.lax.slice_in_dim(c, 0, n - 1, axis=axis)], axis)
-    nxt = jnp.concatenate([jax.lax.slice_in_dim(c, 1, n, axis=axis), last], axis)
-    even, odd = 0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt
+    axis = axis % c.ndim
+    even = 0.75 * c + 0.25 * _shift_edge(c, axis, 1)
+    odd = 0.75 * c + 0.25 * _shift_edge(c, axis, -1)
     shape = list(c.shape)
-    shape[axis] = 2 * n
+    shape[axis] *= 2
     return jnp.stack([even, odd], axis + 1).reshape(shape)
 
 
-def _downsample_axis(f: jnp.ndarray, axis: int) -> jnp.ndarray:
-    """The exact transpose of :func:`_upsample_axis` (weights sum to 2 per coarse cell)."""
-    even = jax.lax.slice_in_dim(f, 0, None, stride=2, axis=axis)
-    odd = jax.lax.slice_in_dim(f, 1, None, stride=2, axis=axis)
-    n = even.shape[axis]
-    zero = jnp.zeros_like(jax.lax.slice_in_dim(even, 0, 1, axis=axis))
-    # even[k] gives 1/4 to c[k-1] (to c[0] for k = 0); odd[k] 1/4 to c[k+1] (c[n-1] at the end)
-    from_even = jnp.concatenate([jax.lax.slice_in_dim(even, 1, n, axis=axis), zero], axis)
-    from_odd = jnp.concatenate([zero, jax.lax.slice_in_dim(odd, 0, n - 1, axis=axis)], axis)
-    edge_lo = jnp.concatenate(
-        [jax.lax.slice_in_dim(even, 0, 1, axis=axis), jnp.zeros_like(from_even)], axis
+_TRANSFER_1D = (0.25, 0.75, 0.75, 0.25)  # fine cells 2k-1 .. 2k+2 -> coarse cell k
+
+
+def restrict(r: jnp.ndarray) -> jnp.ndarray:
+    """Transpose of :func:`prolong`: a 4x4 weighted sum, total weight 4 per coarse cell.
+
+    ``c[k] = 3/4 (f[2k] + f[2k+1]) + 1/4 (f[2k-1] + f[2k+2])`` along each axis, the missing
+    ``f[-1]`` and ``f[2n]`` replaced by the edge values (the transpose of the prolongation's
+    edge replication). Written as a stride-2 convolution: XLA keeps a convolution's operand
+    in memory, so the residual feeding it is computed once (fused slices recomputed its
+    9-point stencil for every one of the 16 taps; opt-barriers do not stop that on CPU).
+    """
+    k1 = jnp.asarray(_TRANSFER_1D)
+    padded = jnp.pad(r, [(0, 0)] * (r.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    return _plane_conv(padded, k1[:, None] * k1[None, :], 2)
+
+
+def prolong(e: jnp.ndarray) -> jnp.ndarray:
+    """Bilinear (cell-centred) interpolation of a coarse grid to the fine grid."""
+    return _upsample_axis(_upsample_axis(e, -2), -1)
+
+
+def _plane_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int) -> jnp.ndarray:
+    """Every ``(h, w)`` plane of ``x`` convolved (VALID) with a 2-D ``kernel``."""
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    out = jax.lax.conv_general_dilated(
+        x.reshape(-1, 1, h, w), kernel.astype(x.dtype)[None, None], (stride, stride), "VALID"
     )
-    edge_lo = jax.lax.slice_in_dim(edge_lo, 0, n, axis=axis)
-    edge_hi = jnp.concatenate(
-        [jnp.zeros_like(from_odd), jax.lax.slice_in_dim(odd, n - 1, n, axis=axis)], axis
-    )
-    edge_hi = jax.lax.slice_in_dim(edge_hi, 1, n + 1, axis=axis)
-    return 0.75 * (even + odd) + 0.25 * (from_even + from_odd + edge_lo + edge_hi)
+    return out.reshape(*lead, *out.shape[-2:])
 
 
-def _restrict(r: jnp.ndarray) -> jnp.ndarray:
-    """Transpose of :func:`_prolong`: a 4x4 weighted sum, total weight 4 per coarse cell."""
-    return _downsample_axis(_downsample_axis(r, 1), 2)
+def block_sum(x: jnp.ndarray) -> jnp.ndarray:
+    """Sum of every 2x2 block of the last two axes.
+
+    A convolution rather than four strided slices: XLA fuses cheap slices into every
+    consumer, so a coarse mask made of slices was recomputed from the fine one (strided
+    loads along the row, slow) in each stencil pass that read it.
+    """
+    return _plane_conv(x, jnp.ones((2, 2)), 2)
 
 
-def _prolong(e: jnp.ndarray) -> jnp.ndarray:
-    """Bilinear (cell-centred) interpolation of coarse corrections to the fine grid."""
-    return _upsample_axis(_upsample_axis(e, 1), 2)
+def can_coarsen(h: int, w: int) -> bool:
+    return not (h % 2 or w % 2 or h // 2 < _MIN_COARSE or w // 2 < _MIN_COARSE)
 
 
-def _block_count(mask: jnp.ndarray) -> jnp.ndarray:
-    """Number of removed children of every 2x2 block."""
-    return mask[:, 0::2, 0::2] + mask[:, 1::2, 0::2] + mask[:, 0::2, 1::2] + mask[:, 1::2, 1::2]
+def coarsen_mask(removed: jnp.ndarray) -> jnp.ndarray:
+    """Coarse unknowns: a coarse cell is unknown only when all four children are (smaller
+    coarse holes keep the coarse correction from overshooting near kept pixels)."""
+    return (block_sum(removed) >= _COARSE_MIN_CHILDREN).astype(removed.dtype)
 
 
-def build_hierarchy(removed: jnp.ndarray) -> list[tuple[jnp.ndarray, jnp.ndarray]]:
-    """The (removed mask, weight sum) pair of every multigrid level, finest first.
+class Level(NamedTuple):
+    """One multigrid level: unknown mask ``(..., 1, h, w)``, weight sums ``(h, w)`` and, on a
+    small enough coarsest grid, the (pseudo-)inverse of its matrix ``(..., h w, h w)``."""
 
-    A coarse cell is unknown only when all four children are (smaller coarse holes keep the
-    coarse correction from overshooting near kept pixels). Coarsening stops at an odd side
-    length or below ``_MIN_COARSE`` pixels; with odd input sizes the hierarchy is a single
-    level and the preconditioner is plain damped Jacobi.
+    removed: jnp.ndarray
+    s: jnp.ndarray
+    inverse: jnp.ndarray | None = None
+
+
+def _dense_weights(h: int, w: int) -> np.ndarray:
+    """The neighbour weight matrix ``W`` of an ``h x w`` grid, ``(h w, h w)``, row-major."""
+    dense = np.zeros((h * w, h * w), np.float32)
+    for y in range(h):
+        for x in range(w):
+            for dy, dx, weight in NEIGHBOUR_WEIGHTS:
+                if 0 <= y + dy < h and 0 <= x + dx < w:
+                    dense[y * w + x, (y + dy) * w + x + dx] = weight
+    return dense
+
+
+def coarsest_inverse(removed: jnp.ndarray, s: jnp.ndarray) -> jnp.ndarray:
+    """Pseudo-inverse of ``A`` on a small grid, with identity rows for the known cells.
+
+    ``A`` is singular when every cell of the grid is unknown (constants solve it; on a
+    coarse grid that happens when the kept pixels are all in partly removed blocks): the
+    eigen-decomposition drops that mode instead of dividing by ~0.
+    """
+    h, w = s.shape
+    m = removed.reshape(*removed.shape[:-3], h * w)
+    diag = m * s.reshape(-1) + (1.0 - m)
+    dense = jnp.asarray(_dense_weights(h, w), removed.dtype)
+    a = jnp.einsum("...i,ij,...j->...ij", m, dense, m)
+    a = jnp.eye(h * w, dtype=a.dtype) * diag[..., None] - a
+    lam, vec = jnp.linalg.eigh(a)
+    inv_lam = jnp.where(lam > _SINGULAR_EIGENVALUE, 1.0 / jnp.where(lam > 0, lam, 1.0), 0.0)
+    return jnp.einsum("...ik,...k,...jk->...ij", vec, inv_lam, vec)
+
+
+def _direct_solve(rhs: jnp.ndarray, level: Level) -> jnp.ndarray:
+    h, w = rhs.shape[-2:]
+    flat = rhs.reshape(*rhs.shape[:-2], h * w)
+    out = jnp.einsum("...ij,...cj->...ci", level.inverse, flat)
+    return level.removed * out.reshape(rhs.shape)
+
+
+def build_hierarchy(removed: jnp.ndarray) -> list[Level]:
+    """Every multigrid level, finest first.
+
+    Coarsening stops at an odd side length or below ``_MIN_COARSE`` pixels; with odd input
+    sizes the hierarchy is a single level and the preconditioner is plain Jacobi. A
+    coarsest grid of at most ``_DIRECT_MAX`` cells is solved exactly (dense pseudo-inverse,
+    computed once per solve); larger ones get ``_COARSEST_STEPS`` Jacobi sweeps.
     """
     levels = []
     mask = removed
     while True:
-        h, w = mask.shape[1], mask.shape[2]
-        levels.append((mask, weight_sum(h, w, mask.dtype)))
-        if h % 2 or w % 2 or h // 2 < _MIN_COARSE or w // 2 < _MIN_COARSE:
-            return levels
-        mask = (_block_count(mask) >= _COARSE_MIN_CHILDREN).astype(mask.dtype)
+        h, w = mask.shape[-2], mask.shape[-1]
+        s = weight_sum(h, w, mask.dtype)
+        if can_coarsen(h, w):
+            levels.append(Level(mask, s))
+            mask = coarsen_mask(mask)
+            continue
+        inverse = coarsest_inverse(mask, s) if h * w <= _DIRECT_MAX and len(levels) else None
+        levels.append(Level(mask, s, inverse))
+        return levels
 
 
 def _jacobi(e, rhs, removed, s, steps):
-    """``steps`` damped Jacobi sweeps on ``A e = rhs``; ``e=None`` means a zero start."""
+    """``steps`` Jacobi sweeps on ``A e = rhs``; ``e=None`` means a zero start."""
     inv_diag = _OMEGA * removed / s
     if e is None:  # the first sweep from zero needs no operator application
         e, steps = inv_diag * rhs, steps - 1
+    if steps <= 0:
+        return e
 
     def sweep(_, e):
         return e + inv_diag * (rhs - apply_operator(e, removed, s))
@@ -154,24 +245,27 @@ def _jacobi(e, rhs, removed, s, steps):
     return jax.lax.fori_loop(0, steps, sweep, e)
 
 
-def v_cycle(rhs: jnp.ndarray, hierarchy, level: int = 0) -> jnp.ndarray:
+def v_cycle(rhs: jnp.ndarray, hierarchy: list[Level], level: int = 0) -> jnp.ndarray:
     """One multigrid V-cycle from a zero guess: an approximation of ``A^-1 rhs``.
 
     Symmetric by construction (same number of Jacobi sweeps before and after the coarse
-    correction, restriction = transpose of prolongation); the coarse operators are the same
-    stencil re-discretised on the coarse mask, which matches the fine scale because the
-    restriction's weights total 4 per coarse cell (a sum, not an average).
+    correction, restriction = transpose of prolongation, a symmetric coarsest solve); the
+    coarse operators are the same stencil re-discretised on the coarse mask, which matches
+    the fine scale because the restriction's weights total 4 per coarse cell (a sum, not an
+    average).
 
     Args:
-      rhs: ``(B, H_l, W_l, C)`` residual on ``level``.
+      rhs: ``(..., C, H_l, W_l)`` residual on ``level``.
       hierarchy: output of :func:`build_hierarchy`.
       level: current level index.
     """
-    removed, s = hierarchy[level]
+    removed, s, inverse = hierarchy[level]
     if level == len(hierarchy) - 1:
+        if inverse is not None:
+            return _direct_solve(rhs, hierarchy[level])
         return _jacobi(None, rhs, removed, s, _COARSEST_STEPS)
-    e = _jacobi(None, rhs, removed, s, _SMOOTH_STEPS)
-    residual = jax.lax.optimization_barrier(rhs - apply_operator(e, removed, s))
-    coarse_rhs = _restrict(residual)
-    e = e + removed * _prolong(v_cycle(coarse_rhs, hierarchy, level + 1))
-    return _jacobi(e, rhs, removed, s, _SMOOTH_STEPS)
+    steps = _SMOOTH_STEPS if level else _SMOOTH_STEPS_FINEST
+    e = _jacobi(None, rhs, removed, s, steps)
+    residual = rhs - apply_operator(e, removed, s)
+    e = e + removed * prolong(v_cycle(restrict(residual), hierarchy, level + 1))
+    return _jacobi(e, rhs, removed, s, steps)
