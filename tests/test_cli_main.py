@@ -173,7 +173,10 @@ def test_full_cli_in_subprocesses(checkpoint, images, tmp_path):
     flags = ["--config.eval.num_images=2", "--config.eval.batch_size=2", "--config.eval.progress=0"]
     done = _run("evaluate", f"--checkpoint={run}", *flags, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert os.path.isfile(os.path.join(run, "eval", "report.md"))
+    report_dir = done.stdout.split("report written to ")[1].splitlines()[0]
+    assert os.path.samefile(os.path.dirname(report_dir), os.path.join(run, "eval"))
+    assert os.path.isfile(os.path.join(report_dir, "report.md"))
+    assert os.path.isfile(os.path.join(run, "eval", "index.md"))
 
 
 def test_console_script_is_installed():

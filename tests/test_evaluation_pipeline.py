@@ -72,8 +72,13 @@ def _numbers(method_results):
 
 def test_report_files_structure_and_ranges(finished):
     out, results = finished
-    assert sorted(os.listdir(out)) == ["cache", "report.md", "results.json", "road_curves.png"]
-    assert json.load(open(os.path.join(out, "results.json"))) == json.loads(json.dumps(results))
+    folder = os.path.basename(results["meta"]["report_dir"])
+    assert sorted(os.listdir(out)) == ["cache", "index.json", "index.md", folder]
+    assert sorted(os.listdir(results["meta"]["report_dir"])) == [
+        "report.md", "results.json", "road_curves.png"
+    ]  # fmt: skip
+    files = results["meta"]["files"]
+    assert json.load(open(files["results.json"])) == json.loads(json.dumps(results))
     assert results["meta"]["baseline_layer"] == "layer3"  # last default tap of synthetic_cnn
     assert list(results["methods"]) == ["ttame", "gradcam"]
     for m in results["methods"].values():
@@ -90,12 +95,12 @@ def test_report_files_structure_and_ranges(finished):
         assert all(v % 25.0 == 0.0 for v in m["ic"].values())
         assert m["seconds_per_image"] > 0
         assert 0.0 <= m["deletion_auc"] <= 1.0 and 0.0 <= m["insertion_auc"] <= 1.0
-    assert open(os.path.join(out, "road_curves.png"), "rb").read(4) == b"\x89PNG"
+    assert open(files["road_curves.png"], "rb").read(4) == b"\x89PNG"
 
 
 def test_markdown_table_matches_json(finished):
-    out, results = finished
-    lines = open(os.path.join(out, "report.md")).read().splitlines()
+    _, results = finished
+    lines = open(results["meta"]["files"]["report.md"]).read().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| Method | AD"))
     for line in lines[start + 2 : start + 4]:
         cells = [c.strip().strip("*").removeprefix("<u>").removesuffix("</u>") for c in
@@ -129,7 +134,7 @@ def test_resume_after_interruption(train_dir, finished, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         evaluate(train_dir, config, **kwargs)
     assert calls == [0, 2, 0, 2]  # ttame batches 0, 1; gradcam batches 0, 1 (crashed)
-    assert not os.path.exists(os.path.join(out, "report.md"))
+    assert not os.path.exists(os.path.join(out, "index.json"))  # no report, no index
     crash = False
     resumed = evaluate(train_dir, config, **kwargs)
     assert calls == [0, 2, 0, 2, 2]  # only gradcam's batch 1 again
@@ -139,9 +144,10 @@ def test_resume_after_interruption(train_dir, finished, tmp_path):
 
 
 def test_failing_rerun_leaves_finished_report_intact(train_dir, finished):
-    out, _ = finished
-    files = ("report.md", "results.json", "road_curves.png")
-    before = {f: open(os.path.join(out, f), "rb").read() for f in files}
+    out, results = finished
+    files = [*results["meta"]["files"].values(), os.path.join(out, "index.json")]
+    before = {f: open(f, "rb").read() for f in files}
+    listing = sorted(os.listdir(out))
 
     def broken(x01, target):
         raise RuntimeError("method crashed")
@@ -150,7 +156,8 @@ def test_failing_rerun_leaves_finished_report_intact(train_dir, finished):
     config = eval_config(train_dir, insertion_deletion=True)
     with pytest.raises(RuntimeError, match="method crashed"):
         evaluate(train_dir, config, workdir=out, methods=methods)
-    assert {f: open(os.path.join(out, f), "rb").read() for f in files} == before
+    assert {f: open(f, "rb").read() for f in files} == before
+    assert sorted(os.listdir(out)) == listing  # and no half-written report next to it
 
 
 def test_clear_errors_before_any_work(train_dir, tmp_path):
@@ -193,7 +200,7 @@ def test_all_paper_methods_in_one_report(train_dir, tmp_path):
     fp = {name: m["fp"] for name, m in results["methods"].items()}
     assert fp == {"ttame": 1, "gradcam": 1, "gradcampp": 1, "scorecam": channels,
                   "ablationcam": channels, "rise": 16}  # fmt: skip
-    table = open(tmp_path / "report.md").read()
+    table = open(results["meta"]["files"]["report.md"]).read()
     for name in names:
         assert f"| {name} |" in table
     assert results["methods"]["rise"]["options"] == {

@@ -118,7 +118,7 @@ def run_backbone(config: Config, backbone: str, workdir: str, index: int) -> dic
     figures_dir = os.path.join(workdir, "figures")
     cf = timed("counterfactual", counterfactual_and_figures, tcfg, ttame_dir, figures_dir)
     road_png = os.path.join(figures_dir, f"{backbone}_road_curves.png")
-    shutil.copyfile(os.path.join(eval_dir, "road_curves.png"), road_png)
+    shutil.copyfile(results["meta"]["files"]["road_curves.png"], road_png)  # evaluate wrote it
     cf["figures"].append(road_png)
     return {
         "test_accuracy": trained["accuracy"],

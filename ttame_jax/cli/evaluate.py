@@ -3,8 +3,11 @@
     ttame evaluate --checkpoint=runs/vit --config.eval.methods=ttame,gradcam,rise \
         --config.eval.rise_masks=4000
 
-writes ``report.md``, ``results.json`` and ``road_curves.png`` into ``--workdir`` (default
-``<checkpoint>/eval``) and prints the report. Per-batch results are cached there, so
+writes ``report.md``, ``results.json`` and ``road_curves.png`` into a folder of ``--workdir``
+(default ``<checkpoint>/eval``) named after the settings, ``<split>-<n>img-<hash>/``, lists
+it in ``index.md`` / ``index.json`` there, and prints the report and where it went.
+Evaluations with other settings get other folders (none replaces another); the same
+command rewrites its own. Per-batch results are cached in ``--workdir/cache``, so
 rerunning the same command after an interruption continues where it stopped. The config
 is the checkpoint's own ``config.json`` unless ``--config`` names another (its data
 section picks the images); ``--config.eval.*`` chooses what is scored
@@ -14,6 +17,7 @@ section picks the images); ``--config.eval.*`` chooses what is scored
 from __future__ import annotations
 
 import argparse
+import os
 
 from ttame_jax.cli import config_args
 
@@ -43,9 +47,11 @@ def run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         config = configs.load(args.config, overrides)
     logging.set_verbosity(logging.WARNING)
     from ttame_jax.evaluation import evaluate
-    from ttame_jax.evaluation.report import render_markdown
+    from ttame_jax.evaluation.report import INDEX_MARKDOWN, render_markdown
 
     results = evaluate(train_dir, config, workdir=args.workdir)
+    meta = results["meta"]
     print(render_markdown(results))
-    print(f"report written to {results['meta']['workdir']}")
+    print(f"report written to {meta['report_dir']}")
+    print(f"all reports of {meta['workdir']}: {os.path.join(meta['workdir'], INDEX_MARKDOWN)}")
     return 0

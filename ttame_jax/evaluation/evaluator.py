@@ -13,6 +13,7 @@ Every reported number is a mean of per-image terms over the images.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -109,6 +110,16 @@ def run_method(method, source, explainer, ctx, cache, *, batch_size, num_images,
     return rows
 
 
+def report_settings(common_key: Mapping, split: str, methods: Sequence[Method]) -> dict:
+    """The settings that change a report's numbers; they name its folder.
+
+    The cache key shared by all methods plus the split and, in order, every method's
+    name and options: the same settings find the same folder (and the cached batches).
+    """
+    described = [{"name": m.name, "options": dict(m.options)} for m in methods]
+    return {**common_key, "split": split, "methods": described}
+
+
 def evaluate(
     checkpoint_dir: str,
     config: Config | None = None,
@@ -128,14 +139,20 @@ def evaluate(
       checkpoint_dir: a ``train.py`` workdir (or any path inside it).
       config: the config (``None``: the checkpoint's own ``config.json``); its backbone
         and taps must be the checkpoint's. A mapping or ConfigDict is converted.
-      workdir: output folder for the report and the cache; default ``<checkpoint>/eval``.
+      workdir: output folder for the reports, their index and the cache; default
+        ``<checkpoint>/eval``. The report goes into ``workdir/<split>-<n>img-<hash>/``,
+        named after the settings (:func:`report_settings`), so evaluations with other
+        settings never replace it; ``workdir/index.json`` and ``index.md`` list them all.
       methods: overrides ``config.eval.methods``; may hold ready
         :class:`~ttame_jax.evaluation.methods.Method` objects (custom methods).
       extra_metrics: ``{name: fn(maps, batch) -> (B,)}`` per-image values (NaN = skip).
-      write: write report files into ``workdir`` (atomically, only after success).
+      write: write the report files and update the index (atomically, only after
+        success).
 
     Returns:
-      the results dict (see :func:`ttame_jax.evaluation.report.summarise`).
+      the results dict (see :func:`ttame_jax.evaluation.report.summarise`); its ``meta``
+      has ``settings``, ``report_dir`` (where the report goes) and, when written,
+      ``files`` (``{"results.json" | "report.md" | "road_curves.png": path}``).
     """
     from ttame_jax.backbones import get_spec
     from ttame_jax.core.explainer import load
@@ -159,7 +176,7 @@ def evaluate(
         explainer, ec.road_compat, ec.insertion_deletion, ec.insertion_deletion_steps
     )
     workdir = workdir or f"{train_dir}/eval"
-    common_key = {
+    common_key = {  # what every method's numbers depend on (its cache key has more)
         "version": CACHE_VERSION,
         "checkpoint": train_dir,
         "step": step,
@@ -194,7 +211,14 @@ def evaluate(
         "insertion_deletion": ec.insertion_deletion,
         "insertion_deletion_steps": ec.insertion_deletion_steps,
     }
+    settings = report_settings(common_key, ec.split, resolved)
+    meta["settings"] = settings
+    meta["report_dir"] = os.path.join(workdir, report.report_name(settings))
+    if write:
+        meta["files"] = report.report_files(meta["report_dir"])
     results = report.summarise(per_method, meta)
     if write:
-        report.write_report(workdir, results)
+        report.write_report(meta["report_dir"], results)
+        report.update_index(workdir)
+        logging.info("report written to %s", meta["report_dir"])
     return results

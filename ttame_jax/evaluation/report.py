@@ -13,19 +13,33 @@ value of a column in **bold**, second best underlined, as in the paper.
 per method (the paper's Figs. 9-14). Every file is written to a temporary file
 and renamed, and only after all numbers exist, so a failed run never damages the
 report of an earlier, finished one.
+
+Each evaluation gets its own folder, named after the settings that change its
+numbers, and ``index.json`` / ``index.md`` list every report of the workdir::
+
+    workdir/<split>-<n>img-<hash>/report.md, results.json, road_curves.png
+    workdir/index.json, workdir/index.md
+    workdir/cache/                          shared by all reports
+
+A rerun with the same settings rewrites the same folder; other settings (methods,
+options, number of images, ...) get another one, so no report replaces another.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from ttame_jax.evaluation import scoring
-from ttame_jax.evaluation.cache import atomic_write_bytes
+from ttame_jax.evaluation.cache import atomic_write_bytes, key_hash
 
 JSON_FILE, MARKDOWN_FILE, PLOT_FILE = "results.json", "report.md", "road_curves.png"
+INDEX_JSON, INDEX_MARKDOWN = "index.json", "index.md"
 _KEPT = [scoring.percent_label(f) for f in scoring.ADIC_KEPT]
 
 
@@ -160,15 +174,98 @@ def plot_road(results: Mapping) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(workdir: str, results: Mapping) -> dict[str, str]:
-    """Writes the three report files atomically; returns their paths."""
+def report_name(settings: Mapping) -> str:
+    """``<split>-<n>img-<hash of settings>``: the folder of the report of ``settings``.
+
+    ``settings`` holds everything that changes the numbers (at least ``split`` and
+    ``num_images``, which also make the name readable).
+    """
+    return f"{settings['split']}-{settings['num_images']}img-{key_hash(settings)}"
+
+
+def report_files(folder: str) -> dict[str, str]:
+    """``{file name: path}`` of the three report files in ``folder``."""
+    return {name: os.path.join(folder, name) for name in (JSON_FILE, MARKDOWN_FILE, PLOT_FILE)}
+
+
+def write_report(folder: str, results: Mapping) -> dict[str, str]:
+    """Writes the three report files into ``folder`` atomically; returns their paths."""
     payloads = {
         JSON_FILE: (json.dumps(results, indent=2, sort_keys=False) + "\n").encode(),
         MARKDOWN_FILE: render_markdown(results).encode(),
         PLOT_FILE: plot_road(results),
     }  # all rendered before anything is replaced
-    paths = {}
+    paths = report_files(folder)
     for name, data in payloads.items():
-        paths[name] = os.path.join(workdir, name)
         atomic_write_bytes(paths[name], data)
+    return paths
+
+
+@contextlib.contextmanager
+def _index_lock(workdir: str) -> Iterator[None]:
+    """Holds an exclusive lock on the folder ``workdir`` (evaluations side by side)."""
+    fd = os.open(workdir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor is closed
+        yield
+    finally:
+        os.close(fd)
+
+
+def _index_entry(workdir: str, name: str) -> dict | None:
+    """The index entry of report folder ``name``; ``None`` if it holds no report."""
+    path = os.path.join(workdir, name, JSON_FILE)
+    try:
+        with open(path) as f:
+            results = json.load(f)
+        meta, methods = results["meta"], list(results["methods"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not a report folder (e.g. the cache)
+    utc = datetime.timezone.utc  # noqa: UP017 (datetime.UTC needs Python 3.11)
+    written = datetime.datetime.fromtimestamp(os.path.getmtime(path), utc)
+    return {
+        "report": name,
+        "written": written.isoformat(timespec="seconds"),
+        "step": meta.get("step"),
+        "split": meta.get("split"),
+        "num_images": meta.get("num_images"),
+        "methods": methods,
+        "road_compat": meta.get("road_compat"),
+        "insertion_deletion": meta.get("insertion_deletion"),
+        "settings": meta.get("settings"),
+    }
+
+
+def render_index(workdir: str, entries: list[dict]) -> str:
+    """``index.md`` text: one row per report, oldest first."""
+    lines = [
+        f"# Evaluation reports in `{workdir}`",
+        "",
+        "| report | written (UTC) | step | split | images | methods | ROAD compat | ins./del. |",
+        "|---|---|---:|---|---:|---|---|---|",
+    ]
+    for e in entries:
+        lines.append(
+            f"| [{e['report']}]({e['report']}/{MARKDOWN_FILE}) | {e['written']} | {e['step']} | "
+            f"{e['split']} | {e['num_images']} | {', '.join(e['methods'])} | "
+            f"{e['road_compat']} | {'yes' if e['insertion_deletion'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def update_index(workdir: str) -> dict[str, str]:
+    """Rewrites ``index.json`` and ``index.md`` from the report folders of ``workdir``.
+
+    The index is rebuilt from the folders (so it heals itself), under a lock and with
+    atomic writes. Returns the two paths.
+    """
+    with _index_lock(workdir):
+        names = sorted(n for n in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, n)))
+        entries = [e for e in (_index_entry(workdir, n) for n in names) if e is not None]
+        entries.sort(key=lambda e: (e["written"], e["report"]))
+        paths = {INDEX_JSON: os.path.join(workdir, INDEX_JSON),
+                 INDEX_MARKDOWN: os.path.join(workdir, INDEX_MARKDOWN)}  # fmt: skip
+        text = json.dumps({"workdir": workdir, "reports": entries}, indent=2) + "\n"
+        atomic_write_bytes(paths[INDEX_JSON], text.encode())
+        atomic_write_bytes(paths[INDEX_MARKDOWN], render_index(workdir, entries).encode())
     return paths
