@@ -3,7 +3,9 @@
 Every logged record is one JSON object per line in ``workdir/metrics.jsonl``,
 e.g. ``{"split": "train", "step": 100, "loss": 2.1, "ce": ..., "lr": ...,
 "grad_norm": ..., "images_per_s": ...}`` or ``{"split": "val", "step": ...,
-"epoch": 1, "loss": ..., "AD": ..., "IC": ...}``. A resumed run appends.
+"epoch": 1, "loss": ..., "AD": ..., "IC": ...}``. A resumed run first drops the
+records after its restored step (:func:`drop_records_after`: the interrupted run's
+lines that it redoes), then appends, so each step is logged once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,36 @@ METRICS_FILE = "metrics.jsonl"
 def _plain(value):
     value = np.asarray(value)
     return value.item() if value.ndim == 0 else value.tolist()
+
+
+def read_records(workdir: str) -> list[dict]:
+    """The records of ``workdir/metrics.jsonl`` (``[]`` if none); a torn last line (a
+    kill mid-write) is skipped."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def drop_records_after(workdir: str, step: int, *, write: bool = True) -> list[dict]:
+    """Keeps the records of steps ``<= step`` in ``metrics.jsonl`` (rewritten atomically
+    if anything is dropped and ``write``); returns them."""
+    records = read_records(workdir)
+    kept = [r for r in records if not (isinstance(r.get("step"), int) and r["step"] > step)]
+    path = os.path.join(workdir, METRICS_FILE)
+    if write and os.path.exists(path) and len(kept) < sum(1 for _ in open(path)):
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+        os.replace(tmp, path)
+    return kept
 
 
 def format_record(record: dict) -> str:
