@@ -13,6 +13,7 @@ from PIL import Image
 
 import ttame_jax
 from ttame_jax import configs, rundir
+from ttame_jax.cli.common import load_checkpoint
 from ttame_jax.cli.main import main
 from ttame_jax.training.metrics_log import read_records
 from ttame_jax.training.trainer import train_and_evaluate
@@ -153,6 +154,9 @@ def test_load_falls_back_to_the_newest_checkpoint_that_restores(finished, tmp_pa
     assert step == 1 and "step 2" in caplog.text and "damaged" in caplog.text
     x = np.random.default_rng(0).uniform(size=(1, 64, 64, 3)).astype(np.float32)
     assert ttame_jax.explain(ttame_jax.load(workdir), x).maps.shape == (1, 64, 64)
+    explainer, config, found, step = load_checkpoint(os.path.join(workdir, "checkpoints"), None)
+    assert (found, step, config.backbone.name) == (workdir, 1, "synthetic_cnn")
+    assert ttame_jax.explain(explainer, x).maps.shape == (1, 64, 64)
     assert rundir.steps(workdir) == [1, 2]  # readers never move files
 
 
