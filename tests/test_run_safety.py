@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import ttame_jax
 from ttame_jax import configs, rundir
 from ttame_jax.cli.common import load_checkpoint
 from ttame_jax.cli.main import main
-from ttame_jax.training.metrics_log import read_records
+from ttame_jax.training.metrics_log import drop_records_after, read_records
 from ttame_jax.training.trainer import train_and_evaluate
 
 BASE = {
@@ -63,7 +64,7 @@ def _snapshot(workdir):
     for root, _, names in os.walk(workdir):
         for name in names:
             path = os.path.join(root, name)
-            files[os.path.relpath(path, workdir)] = open(path, "rb").read()
+            files[os.path.relpath(path, workdir)] = Path(path).read_bytes()
     return files
 
 
@@ -107,14 +108,14 @@ def test_opt_in_continues_into_a_new_config_file_and_keeps_the_final_checkpoint(
     finished, tmp_path, capsys
 ):
     workdir = _copy(finished, tmp_path)
-    config_json = open(os.path.join(workdir, "config.json")).read()
+    config_json = Path(os.path.join(workdir, "config.json")).read_text()
     argv = ["train", "--config=resnet50:smoke", f"--workdir={workdir}", "--allow-config-change"]
     argv += [f"--config.{k}={v}" for k, v in {**BASE, "train.epochs": 2}.items()]
     argv += ["--config.train.keep_checkpoints=1"]
     assert main(argv) == 0, capsys.readouterr().err
-    assert open(os.path.join(workdir, "config.json")).read() == config_json
+    assert Path(os.path.join(workdir, "config.json")).read_text() == config_json
     assert rundir.read_config(workdir).train.epochs == 1
-    continued = json.load(open(os.path.join(workdir, "config.1.json")))
+    continued = json.loads(Path(os.path.join(workdir, "config.1.json")).read_text())
     assert continued["train"]["epochs"] == 2
     # keep_checkpoints=1 rotates, but the finished run's last step 2 stays.
     assert rundir.steps(workdir) == [2, 4] and rundir.kept_steps(workdir) == [2]
@@ -202,7 +203,7 @@ def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
         json.dump({"pid": 2**22 + 1, "host": socket.gethostname(), "since": 0}, f)
     with caplog.at_level(logging.WARNING, logger="ttame_jax.rundir"):
         with rundir.lock(workdir):
-            holder = json.load(open(os.path.join(workdir, rundir.LOCK_FILE)))
+            holder = json.loads(Path(os.path.join(workdir, rundir.LOCK_FILE)).read_text())
     assert holder["pid"] == os.getpid()
     assert f"pid {2**22 + 1}" in caplog.text and "taking over" in caplog.text
 
@@ -244,3 +245,12 @@ def test_resume_logs_each_step_once_and_redoes_a_lost_validation(tmp_path):
     shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
     train_and_evaluate(config, workdir)
     assert [(r["split"], r["step"]) for r in read_records(workdir)] == keys
+
+
+def test_a_torn_last_log_line_is_dropped_not_glued_to_the_next(tmp_path):
+    workdir = str(tmp_path)
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.write('{"split": "train", "step": 1}\n{"split": "train", "step": 2}\n{"split": "tr')
+    kept = drop_records_after(workdir, 1)
+    assert kept == [{"split": "train", "step": 1}] == read_records(workdir)
+    assert Path(os.path.join(workdir, "metrics.jsonl")).read_text().endswith("}\n")

@@ -15,6 +15,11 @@ benchmark, ``ttame_jax.load``, the evaluator and the CLI. It sits below ``core``
 The step directory's number is the number of optimizer steps taken, which is also the
 data position: step ``s`` resumes at batch ``s % steps_per_epoch`` of epoch
 ``s // steps_per_epoch`` of the deterministic, seeded data order.
+
+The rules that keep a user's work (docs/safety.md) live here: :func:`check_config` (who
+may continue a run, which config file is written), :func:`lock` (one training process
+per workdir), :func:`restore_state` / :func:`load_attention` (the newest checkpoint that
+restores) and :func:`make_manager` (rotation never removes :func:`kept_steps`).
 """
 
 from __future__ import annotations
