@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +197,27 @@ def test_a_second_process_is_refused_naming_the_holder(tmp_path):
         with pytest.raises(rundir.WorkdirLockedError, match=f"pid {os.getpid()} on host"):
             train_and_evaluate(tiny(), workdir)
     assert not os.path.exists(os.path.join(workdir, "config.json"))
+
+
+def test_a_lock_held_by_another_process_names_its_pid(tmp_path):
+    workdir = str(tmp_path)
+    code = (
+        "import sys, time\nfrom ttame_jax import rundir\n"
+        f"with rundir.lock({workdir!r}):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        with pytest.raises(rundir.WorkdirLockedError, match=f"pid {holder.pid} on host"):
+            with rundir.lock(workdir):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    with rundir.lock(workdir):  # released with its process
+        pass
 
 
 def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):

@@ -425,7 +425,8 @@ def _restore_newest(workdir: str, step: int | None, args, *, set_aside: bool):
             tried = "\n  ".join(f"step {s}: {why}" for s, why in failed)
             raise CheckpointError(
                 f"no checkpoint of {workdir} could be restored; tried:\n  {tried}\n"
-                f"the files are damaged or incomplete: pick another --step, or retrain in a "
+                f"the files are damaged or incomplete (an imported model has no optimizer "
+                f"state: training cannot resume it): pick another --step, or retrain in a "
                 f"new --workdir"
             )
     finally:
