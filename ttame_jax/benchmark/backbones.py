@@ -12,15 +12,17 @@ import dataclasses
 import json
 import os
 
+from ttame_jax import rundir
 from ttame_jax.config import Config
-
-# Data fields that change how fast images load, not which images: not part of the settings.
-_LOADING = ("num_workers", "prefetch")
 
 
 def _settings(config: Config, kind: str, first: dict | None) -> dict:
     cc = config.classifier
-    data = {k: v for k, v in dataclasses.asdict(config.data).items() if k not in _LOADING}
+    data = {  # loading-speed fields (rundir.COSMETIC_FIELDS) change no image
+        k: v
+        for k, v in dataclasses.asdict(config.data).items()
+        if f"data.{k}" not in rundir.COSMETIC_FIELDS
+    }
     return {
         "data": data,
         "steps": getattr(cc, f"{kind}_steps"),

@@ -249,13 +249,22 @@ def check_writable(out: str) -> None:
 
 
 def load_checkpoint(checkpoint: str, step: int | None):
-    """``(explainer, config, workdir, step)`` of a training workdir (latest step by default)."""
+    """``(explainer, config, workdir, step)`` of a training workdir (by default its newest
+    step that restores; a damaged newer step is skipped with a warning).
+
+    Raises:
+      FileNotFoundError / ValueError (incl. ``rundir.CheckpointError``): with the reason.
+    """
     from ttame_jax import rundir
-    from ttame_jax.core.explainer import load
+    from ttame_jax.backbones import load_pretrained
+    from ttame_jax.core.explainer import Explainer
 
     workdir = rundir.find(checkpoint)
-    step = rundir.pick_step(workdir, step)
-    return load(workdir, step), rundir.read_config(workdir), workdir, step
+    config = rundir.read_config(workdir)
+    step, attn_vars = rundir.load_attention(workdir, step)
+    bb = config.backbone
+    backbone_vars = load_pretrained(bb.name, bb.weights, seed=bb.seed)
+    return Explainer.from_config(config, backbone_vars, attn_vars), config, workdir, step
 
 
 @functools.cache

@@ -4,7 +4,9 @@
     ttame train --config=vit --workdir=runs/vit --config.data.root=/data/imagenet \
         --config.train.batch_size=64
 
-Re-running with the same ``--workdir`` resumes from its latest checkpoint. A config whose
+Re-running with the same ``--workdir`` resumes from its newest checkpoint that restores,
+if the settings that change the result are the same (else it refuses; continue under the
+new settings with ``--allow-config-change``; see docs/safety.md). A config whose
 ``benchmark.backbones`` is not empty (``synthetic``) runs
 :func:`ttame_jax.benchmark.run_benchmark`; any other trains T-TAME with
 :func:`ttame_jax.training.trainer.train_and_evaluate`.
@@ -30,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workdir", required=True, help="output folder (resumed if it exists)")
     parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="continue a --workdir run whose loss/data/train settings differ (the new config "
+        "goes to config.<n>.json; config.json and the resumed checkpoint are kept)",
+    )
+    parser.add_argument(
         "--multihost",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -54,5 +62,7 @@ def run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     else:
         from ttame_jax.training.trainer import train_and_evaluate
 
-        train_and_evaluate(config, args.workdir)
+        train_and_evaluate(
+            config, args.workdir, allow_config_change=getattr(args, "allow_config_change", False)
+        )
     return 0

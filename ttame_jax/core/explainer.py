@@ -206,18 +206,24 @@ def load(workdir, step: int | None = None) -> Explainer:
     Args:
       workdir: the ``--workdir`` of ``train.py``, or any path inside it (e.g. its
         ``checkpoints/`` folder).
-      step: checkpoint step; default the latest.
+      step: checkpoint step; default the newest one that restores (a damaged newer
+        step is skipped with a warning naming it).
 
     Returns:
       an :class:`Explainer`: backbone variables from ``config.backbone`` (via
       ``ttame_jax.backbones.load_pretrained``) and the attention variables of the checkpoint.
+
+    Raises:
+      FileNotFoundError: not a workdir, or no checkpoint in it.
+      ValueError: ``step`` was not saved; :class:`ttame_jax.rundir.CheckpointError` if no
+        candidate checkpoint restores (each step tried is named).
     """
     from ttame_jax import rundir
     from ttame_jax.backbones import load_pretrained
 
     workdir = rundir.find(workdir)
     config = rundir.read_config(workdir)
-    attn_vars = rundir.restore_attention(workdir, step)
+    _, attn_vars = rundir.load_attention(workdir, step)
     bb = config.backbone
     backbone_vars = load_pretrained(bb.name, bb.weights, seed=bb.seed)
     return Explainer.from_config(config, backbone_vars, attn_vars)

@@ -3,7 +3,9 @@
 Every logged record is one JSON object per line in ``workdir/metrics.jsonl``,
 e.g. ``{"split": "train", "step": 100, "loss": 2.1, "ce": ..., "lr": ...,
 "grad_norm": ..., "images_per_s": ...}`` or ``{"split": "val", "step": ...,
-"epoch": 1, "loss": ..., "AD": ..., "IC": ...}``. A resumed run appends.
+"epoch": 1, "loss": ..., "AD": ..., "IC": ...}``. A resumed run first drops the
+records after its restored step (:func:`drop_records_after`: the interrupted run's
+lines that it redoes), then appends, so each step is logged once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,51 @@ METRICS_FILE = "metrics.jsonl"
 def _plain(value):
     value = np.asarray(value)
     return value.item() if value.ndim == 0 else value.tolist()
+
+
+def read_records(workdir: str) -> list[dict]:
+    """The records of ``workdir/metrics.jsonl`` (``[]`` if none); a torn line (a kill
+    mid-write) is skipped."""
+    return [r for r in _parse(_lines(workdir)) if r is not None]
+
+
+def drop_records_after(workdir: str, step: int, *, write: bool = True) -> list[dict]:
+    """Keeps the records of steps ``<= step`` in ``metrics.jsonl`` (with ``write``, the
+    file is rewritten atomically if anything is dropped); returns them."""
+    lines = _lines(workdir)
+    records = _parse(lines)
+    kept = [r for r in records if r is not None and not _after(r, step)]
+    if write and len(kept) < len(lines):
+        path = os.path.join(workdir, METRICS_FILE)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+        os.replace(tmp, path)
+    return kept
+
+
+def _lines(workdir: str) -> list[str]:
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.readlines()
+
+
+def _parse(lines: list[str]) -> list[dict | None]:
+    """Each line's record, ``None`` for a line that is not a JSON object."""
+    out = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        out.append(record if isinstance(record, dict) else None)
+    return out
+
+
+def _after(record: dict, step: int) -> bool:
+    return isinstance(record.get("step"), int) and record["step"] > step
 
 
 def format_record(record: dict) -> str:

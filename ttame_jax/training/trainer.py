@@ -1,30 +1,29 @@
 """``train_and_evaluate(config, workdir)``: the T-TAME training loop.
 
 Start-up order (every cheap check before anything slow): validate the config
--> device mesh and batch split -> data sources (missing dataset: error) ->
-schedule and optimizer -> backbone weights (missing weights: error) -> initial
-state -> resume -> train, log, checkpoint, validate each epoch.
+-> lock the workdir -> may this config continue the workdir's run -> device mesh ->
+data sources (missing dataset: error) -> every batch/split/device size relation
+(one error) -> config file -> schedule and optimizer -> backbone weights (missing
+weights: error) -> initial state -> resume (newest checkpoint that restores) -> train,
+log, checkpoint, validate each epoch. See docs/safety.md for what is safe to interrupt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
-import os
 
 import jax
 
 from ttame_jax import rundir
-from ttame_jax.config import Config, from_dict, to_dict
+from ttame_jax.config import Config, from_dict, raise_errors
 from ttame_jax.training import preflight, sharding, val_metrics
-from ttame_jax.training.metrics_log import MetricsLogger
+from ttame_jax.training.metrics_log import MetricsLogger, drop_records_after
 from ttame_jax.training.schedule import OneCycle
 from ttame_jax.training.train_step import build_steps
 
 log = logging.getLogger(__name__)
-
-# Config sections that must match for a workdir to be resumed.
-_RESUME_KEYS = ("backbone", "model")
 
 
 def steps_per_epoch(train_cfg, num_examples: int) -> int:
@@ -40,17 +39,36 @@ def steps_per_epoch(train_cfg, num_examples: int) -> int:
     return full
 
 
-def _check_resumable(workdir: str, config: Config) -> None:
-    """Refuses to resume a workdir whose checkpoints belong to another model."""
-    if not os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE)):
-        return
-    old, new = to_dict(rundir.read_config(workdir)), to_dict(config)
-    for key in _RESUME_KEYS:
-        if old[key] != new[key]:
-            raise ValueError(
-                f"{workdir} holds a run with a different config.{key} ({old[key]} vs "
-                f"{new[key]}); use a new --workdir or delete {workdir}"
+def size_errors(train_cfg, mesh, num_train: int, num_val: int | None) -> list[str]:
+    """Every batch-size relation that would fail later: devices and hosts, the train
+    split, and (``num_val`` not ``None``: validation is on) the val split."""
+    errors = []
+    try:
+        sharding.check_batch_size(train_cfg.batch_size, mesh)
+    except ValueError as err:
+        errors.append(str(err))
+    batch = train_cfg.batch_size
+    if num_train < batch:
+        errors.append(
+            f"the train split has {num_train} examples, fewer than one batch of "
+            f"train.batch_size={batch}; lower train.batch_size or use more training data"
+        )
+    if num_val is not None:
+        full = num_val // batch
+        if full == 0:
+            errors.append(
+                f"the val split has {num_val} examples, fewer than one batch of "
+                f"train.batch_size={batch} (validation runs after each epoch); lower "
+                f"train.batch_size, use a larger val split (data.val_size) or set "
+                f"train.validate_every_epoch=False"
             )
+        elif train_cfg.val_steps > full:
+            errors.append(
+                f"train.val_steps={train_cfg.val_steps} asks for more val batches than the "
+                f"val split holds ({num_val} examples = {full} batches of {batch}); lower "
+                f"train.val_steps (0: the whole split)"
+            )
+    return errors
 
 
 def _train_batches(source, train_cfg, spe: int, epoch: int, skip: int):
@@ -69,39 +87,50 @@ def _train_batches(source, train_cfg, spe: int, epoch: int, skip: int):
     return itertools.islice(itertools.chain.from_iterable(passes), skip, spe)
 
 
-def train_and_evaluate(config: Config, workdir: str) -> dict:
+def train_and_evaluate(config: Config, workdir: str, *, allow_config_change: bool = False) -> dict:
     """Trains T-TAME as described by ``config``, checkpointing into ``workdir``.
 
     Args:
       config: a :class:`ttame_jax.config.Config` (e.g. ``ttame_jax.configs.load("vit")``;
         a nested mapping or ConfigDict is converted with ``config.from_dict``).
       workdir: output directory (config.json, metrics.jsonl, checkpoints/). If
-        it holds checkpoints, training resumes from the latest.
+        it holds checkpoints, training resumes from the newest one that restores,
+        provided ``config`` has the same result-changing fields
+        (:func:`ttame_jax.rundir.check_config`).
+      allow_config_change: continue a run whose loss / data / train settings differ
+        (the new config goes to ``config.<n>.json``; the resumed step is kept).
 
     Returns:
       ``{"state": final TrainState, "train": last train record, "val": last val record}``.
 
     Raises:
-      ValueError: bad config values (before any data or weights are loaded).
+      ValueError: bad config values or sizes (before any weights are loaded); a config
+        that changes the workdir's run (:class:`~ttame_jax.rundir.ConfigChangeError`);
+        no checkpoint restores (:class:`~ttame_jax.rundir.CheckpointError`).
+      WorkdirLockedError: another process trains in ``workdir``.
       FloatingPointError: a non-finite loss or gradient (last good checkpoint kept).
     """
+    config = from_dict(config)
+    spec, model = preflight.validate(config)
+    lead = jax.process_index() == 0
+    with rundir.lock(workdir) if lead else contextlib.nullcontext():
+        return _train(config, spec, model, workdir, allow_config_change, lead)
+
+
+def _train(config: Config, spec, model, workdir: str, allow_change: bool, lead: bool) -> dict:
     from ttame_jax.backbones import load_pretrained
     from ttame_jax.data import build_source
 
-    config = from_dict(config)
-    spec, model = preflight.validate(config)
     tc = config.train
+    rundir.check_config(workdir, config, allow_change=allow_change, write=False)
     mesh = sharding.make_mesh()
-    sharding.check_batch_size(tc.batch_size, mesh)
-    _check_resumable(workdir, config)
-    if jax.process_index() == 0:
-        rundir.write_config(workdir, config)
-
     size = spec.input_size
     train_src = build_source(config.data, "train", input_size=size, seed=tc.seed)
     val_src = None
     if tc.validate_every_epoch:
         val_src = build_source(config.data, "val", input_size=size, seed=tc.seed)
+    raise_errors(size_errors(tc, mesh, len(train_src), None if val_src is None else len(val_src)))
+    rundir.check_config(workdir, config, allow_change=allow_change, write=lead)
     spe = steps_per_epoch(tc, len(train_src))
     total = tc.epochs * spe
     schedule = OneCycle.from_train_config(tc, total)
@@ -113,12 +142,15 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     backbone_vars = sharding.replicate(load_pretrained(bb.name, bb.weights, seed=bb.seed), mesh)
     state = sharding.replicate(steps.init(jax.random.key(tc.seed), backbone_vars), mesh)
 
-    manager = rundir.make_manager(workdir, keep=tc.keep_checkpoints, every=tc.checkpoint_every)
-    # Resume order: the latest step in workdir/checkpoints if any, else the fresh
-    # init of train.seed; the restored step fixes the data position (epoch =
-    # step // steps_per_epoch, batch = step % steps_per_epoch) and the PRNG keys.
-    state = rundir.restore_state(manager, state) or state
+    # Resume order: the newest step in workdir/checkpoints that restores (damaged
+    # newer ones are set aside with a warning), else the fresh init of train.seed; the
+    # restored step fixes the data position (epoch = step // steps_per_epoch, batch =
+    # step % steps_per_epoch) and the PRNG keys.
+    state = rundir.restore_state(workdir, state) or state
     step = int(state.step)
+    manager = rundir.make_manager(workdir, keep=tc.keep_checkpoints, every=tc.checkpoint_every)
+    # Log lines after the restored step belong to the interrupted run: they are redone.
+    logged = drop_records_after(workdir, step, write=lead)
 
     rows = sharding.process_slice(tc.batch_size)
     last = {"train": None, "val": None}
@@ -129,7 +161,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         initial_step=step,
         batch_size=tc.batch_size,
         progress=tc.progress_bar,
-        enabled=jax.process_index() == 0,
+        enabled=lead,
     )
     logger.note(
         f"T-TAME on {spec.name}: {tc.epochs} epochs x {spe} steps of batch {tc.batch_size} on "
@@ -137,6 +169,11 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         + (f"resuming from step {step}" if step else f"fresh start, seed {tc.seed}")
     )
     try:
+        if val_src is not None and _missing_validation(logged, step, spe):
+            # Interrupted between the epoch-end checkpoint and its validation.
+            epoch = step // spe - 1
+            args = (config, model, state, backbone_vars, val_src, steps.eval, mesh, epoch, step)
+            last["val"] = logger.write(_validate(*args))
         for epoch in range(step // spe, tc.epochs):
             if step >= halt:
                 break
@@ -178,6 +215,13 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         manager.close()
         logger.close()
     return {"state": state, **last}
+
+
+def _missing_validation(records: list[dict], step: int, spe: int) -> bool:
+    """Whether ``step`` ends an epoch whose validation record is not in ``records``."""
+    if step == 0 or step % spe:
+        return False
+    return not any(r.get("split") == "val" and r.get("step") == step for r in records)
 
 
 def _validate(config, model, state, backbone_vars, source, eval_step, mesh, epoch, step) -> dict:
