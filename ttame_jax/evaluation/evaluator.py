@@ -164,7 +164,10 @@ def evaluate(
     ec = config.eval
     methods = list(ec.methods if methods is None else methods)
     check_names(methods)
-    step = rundir.pick_step(train_dir, ec.step)
+    if ec.step is None:  # the newest step that restores (a damaged newer one: warned)
+        step, _ = rundir.load_attention(train_dir)
+    else:
+        step = rundir.pick_step(train_dir, ec.step)
     extra = dict(extra_metrics or {})
     inputs.check_same_model(config, saved)
     source = inputs.open_split(config, ec.split, get_spec(saved.backbone.name).input_size)
