@@ -38,6 +38,39 @@ def test_report_json_has_every_method_and_metric(run):
     assert saved["backbones"] == json.loads(json.dumps(result["backbones"]))
 
 
+def test_ttame_is_reported_over_its_seeds(run):
+    """Issue 12: T-TAME trained per seed; its row is the mean, with the range and each
+    seed's numbers; figures come from the median seed; the verdict respects the range."""
+    config, workdir, result = run
+    seeds = list(config.benchmark.ttame_seeds)
+    assert len(seeds) >= 2 and result["seeds"] == seeds
+    for name, b in result["backbones"].items():
+        assert sorted(b["ttame_per_seed"]) == sorted(str(s) for s in seeds)
+        assert b["median_seed"] in seeds
+        for key in report.METRICS:
+            if key == "fp":
+                continue
+            values = [r[key] for r in b["ttame_per_seed"].values()]
+            lo, hi = b["spread"]["ttame"][key]
+            assert (lo, hi) == (min(values), max(values)), key
+            assert math.isclose(b["rows"]["ttame"][key], sum(values) / len(values)), key
+        for s in seeds:  # one T-TAME run per seed
+            assert os.path.isfile(os.path.join(workdir, name, "ttame", f"seed_{s}", "config.json"))
+    text = open(os.path.join(workdir, "report.md")).read()
+    assert f"over {len(seeds)} training seeds" in text
+
+
+def test_verdict_needs_differences_beyond_the_seed_range():
+    keys = ("pointing_game", "mass_inside", "counterfactual")
+    gradcam = dict(zip(keys, (50.0, 15.0, 80.0), strict=True))
+    rows = {"ttame": dict(zip(keys, (60.0, 20.0, 90.0), strict=True)), "gradcam": gradcam}
+    spread = {"ttame": {"pointing_game": [45.0, 70.0], "mass_inside": [16.0, 24.0],
+                        "counterfactual": [85.0, 95.0]}}  # fmt: skip
+    text = report.verdict(rows, spread)
+    assert text.startswith("T-TAME localises at least as well as Grad-CAM here")
+    assert "pointing game 60.0 (45.0–70.0) vs 50.0 (within the seed range)" in text
+
+
 def test_report_markdown_states_accuracy_table_and_verdict(run):
     config, workdir, result = run
     with open(os.path.join(workdir, "report.md")) as f:
@@ -47,7 +80,7 @@ def test_report_markdown_states_accuracy_table_and_verdict(run):
         assert f"Backbone test accuracy: **{100 * b['test_accuracy']:.1f} %**" in text
         for method in config.eval.methods:
             assert f"\n| {method} | " in text
-        assert report.verdict(b["rows"]) in text
+        assert report.verdict(b["rows"], b["spread"]) in text
     for header, _, _ in report.COLUMNS:
         assert header in text
 

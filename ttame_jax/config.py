@@ -363,6 +363,10 @@ class BenchmarkConfig:
     # Backbones trained from scratch and explained; () = not a benchmark run (train.py
     # then trains T-TAME on config.backbone).
     backbones: tuple[str, ...] = ()
+    # T-TAME is trained once per seed (its train.seed: the attention's init, the data order
+    # and the generated training sample change; the backbone does not). The report gives
+    # T-TAME's mean and range over them; figures show the median seed.
+    ttame_seeds: tuple[int, ...] = (0, 1, 2)
     # Two-object test images of the counterfactual check.
     num_counterfactual: int = 32
     # Images in the overlay figures (per backbone).
@@ -380,6 +384,8 @@ class BenchmarkConfig:
             )
         if self.num_counterfactual < 1 or self.num_figures < 1:
             out.append("benchmark.num_counterfactual and num_figures must be >= 1")
+        if not self.ttame_seeds or len(set(self.ttame_seeds)) != len(self.ttame_seeds):
+            out.append(f"benchmark.ttame_seeds must be distinct seeds, got {self.ttame_seeds}")
         return out
 
 

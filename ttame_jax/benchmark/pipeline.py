@@ -40,14 +40,16 @@ def _stage(config, text: str) -> None:
         print(f"\n=== {text} ===", flush=True)
 
 
-def ttame_config(config: Config, backbone: str, weights: str) -> Config:
-    """The T-TAME run config of ``backbone``: ``config`` with that backbone.
+def ttame_config(config: Config, backbone: str, weights: str, seed: int | None = None) -> Config:
+    """The T-TAME run config of ``backbone``: ``config`` with that backbone (and T-TAME
+    ``seed`` as ``train.seed``, if given).
 
     ``weights`` is stored as an absolute path, so the run's ``config.json`` finds the
     backbone whatever the working directory of a later ``load`` / ``evaluate.py``.
     """
     bb = dataclasses.replace(config.backbone, name=backbone, weights=os.path.abspath(weights))
-    return config.replace(backbone=bb)
+    train = config.train if seed is None else dataclasses.replace(config.train, seed=seed)
+    return config.replace(backbone=bb, train=train)
 
 
 def train_ttame(tcfg: Config, folder: str) -> None:
@@ -62,61 +64,105 @@ def train_ttame(tcfg: Config, folder: str) -> None:
     train_and_evaluate(tcfg, folder)
 
 
-def evaluate_methods(tcfg: Config, ttame_dir: str, eval_dir: str) -> dict:
-    """Stage 3: AD/IC, ROAD, insertion/deletion and localisation of every method
-    (``config.eval``)."""
+def evaluate_methods(tcfg: Config, ttame_dir: str, eval_dir: str, methods=None) -> dict:
+    """Stage 3: AD/IC, ROAD, insertion/deletion and localisation of ``methods`` (default
+    ``config.eval.methods``)."""
     from ttame_jax.evaluation import evaluate
 
-    return evaluate(ttame_dir, tcfg, workdir=eval_dir, extra_metrics=localization.extra_metrics())
+    return evaluate(
+        ttame_dir,
+        tcfg,
+        workdir=eval_dir,
+        methods=methods,
+        extra_metrics=localization.extra_metrics(),
+    )
 
 
-def counterfactual_and_figures(tcfg: Config, ttame_dir: str, figures_dir: str) -> dict:
-    """Stage 4: counterfactual success rate per method, and the figures."""
+def counterfactual_and_figures(
+    tcfg: Config, ttame_dir: str, figures_dir: str | None, methods=None
+) -> dict:
+    """Stage 4: counterfactual success rate per method, and the figures (unless
+    ``figures_dir`` is None)."""
     from ttame_jax.backbones import get_spec
     from ttame_jax.core.explainer import load
     from ttame_jax.evaluation.inputs import open_split
     from ttame_jax.evaluation.methods import build_methods, method_options
 
     bc, ec, name = tcfg.benchmark, tcfg.eval, tcfg.backbone.name
+    names = list(ec.methods if methods is None else methods)
     explainer = load(ttame_dir)
-    methods = build_methods(list(ec.methods), explainer, method_options(ec, ec.methods))
+    methods = build_methods(names, explainer, method_options(ec, names))
     source = open_split(tcfg, "test", get_spec(name).input_size)
     two = samples.pick(source, bc.num_counterfactual, two_objects=True)
     cf = samples.counterfactual_check(methods, two, ec.batch_size)
-    single = samples.pick(source, bc.num_figures, two_objects=False)
-    single_maps = samples.figure_maps(methods, explainer, single, ec.batch_size)
-    shown = {k: v[: bc.num_figures] for k, v in two.items()}
-    cf_shown = {m: {k: v[: bc.num_figures] for k, v in r.items()} for m, r in cf.items()}
-    paths = samples.save_figures(
-        figures_dir, name, source.class_names, single, single_maps, shown, cf_shown
-    )
     rates = {m: float(r["success"].mean()) for m, r in cf.items()}
-    return {"success_rate": rates, "num_images": len(two["image"]), "figures": paths}
+    out = {"success_rate": rates, "num_images": len(two["image"]), "figures": []}
+    if figures_dir is not None:
+        single = samples.pick(source, bc.num_figures, two_objects=False)
+        single_maps = samples.figure_maps(methods, explainer, single, ec.batch_size)
+        shown = {k: v[: bc.num_figures] for k, v in two.items()}
+        cf_shown = {m: {k: v[: bc.num_figures] for k, v in r.items()} for m, r in cf.items()}
+        out["figures"] = samples.save_figures(
+            figures_dir, name, source.class_names, single, single_maps, shown, cf_shown
+        )
+    return out
+
+
+def _median_seed(pointing: dict[int, float]) -> int:
+    """The seed whose T-TAME pointing game is the median (the lower one for an even count)."""
+    ranked = sorted(pointing, key=lambda s: (pointing[s], s))
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def run_backbone(config: Config, backbone: str, workdir: str, index: int) -> dict:
-    """All four stages for one backbone; returns its part of ``report.json``."""
+    """All four stages for one backbone; returns its part of ``report.json``.
+
+    T-TAME is trained and scored once per seed of ``benchmark.ttame_seeds``; the baselines
+    (which do not depend on it) and the figures use the median seed's run.
+    """
     folder = os.path.join(workdir, backbone)
     head = f"[{index + 1}/{len(config.benchmark.backbones)}] {backbone}"
+    seeds = list(config.benchmark.ttame_seeds)
     times = {}
 
-    def timed(key, fn, *args):
+    def timed(key, fn, *args, **kw):
         start = time.perf_counter()
-        out = fn(*args)
-        times[key] = round(time.perf_counter() - start, 1)
+        out = fn(*args, **kw)
+        times[key] = round(times.get(key, 0.0) + time.perf_counter() - start, 1)
         return out
 
     _stage(config, f"{head} — stage 1/{STAGES}: train the backbone from scratch")
     trained = timed("backbone", get_or_train, config, backbone, folder)
-    tcfg = ttame_config(config, backbone, trained["weights"])
-    ttame_dir, eval_dir = os.path.join(folder, "ttame"), os.path.join(folder, "eval")
-    _stage(config, f"{head} — stage 2/{STAGES}: train T-TAME")
-    timed("ttame", train_ttame, tcfg, ttame_dir)
+    tcfg = {s: ttame_config(config, backbone, trained["weights"], seed=s) for s in seeds}
+    dirs = {s: os.path.join(folder, "ttame", f"seed_{s}") for s in seeds}
+    eval_dir = os.path.join(folder, "eval")
+    _stage(config, f"{head} — stage 2/{STAGES}: train T-TAME (seeds {seeds})")
+    for s in seeds:
+        timed("ttame", train_ttame, tcfg[s], dirs[s])
     _stage(config, f"{head} — stage 3/{STAGES}: evaluate {', '.join(config.eval.methods)}")
-    results = timed("evaluation", evaluate_methods, tcfg, ttame_dir, eval_dir)
+    per_seed = {}
+    if "ttame" in config.eval.methods:
+        for s in seeds:
+            evaluated = timed("evaluation", evaluate_methods, tcfg[s], dirs[s], eval_dir, ["ttame"])
+            per_seed[s] = {"evaluation": evaluated["methods"]["ttame"]}
+    pointing = {
+        s: r["evaluation"]["extra"].get("pointing_game") or 0.0 for s, r in per_seed.items()
+    }
+    median = _median_seed(pointing) if per_seed else seeds[0]
+    results = timed("evaluation", evaluate_methods, tcfg[median], dirs[median], eval_dir)
     _stage(config, f"{head} — stage 4/{STAGES}: counterfactual check and figures")
     figures_dir = os.path.join(workdir, "figures")
-    cf = timed("counterfactual", counterfactual_and_figures, tcfg, ttame_dir, figures_dir)
+    cf = timed(
+        "counterfactual", counterfactual_and_figures, tcfg[median], dirs[median], figures_dir
+    )
+    for s in per_seed:
+        rate = cf["success_rate"]["ttame"]
+        if s != median:
+            ttame_cf = timed(
+                "counterfactual", counterfactual_and_figures, tcfg[s], dirs[s], None, ["ttame"]
+            )
+            rate = ttame_cf["success_rate"]["ttame"]
+        per_seed[s]["counterfactual"] = rate
     road_png = os.path.join(figures_dir, f"{backbone}_road_curves.png")
     shutil.copyfile(results["meta"]["files"]["road_curves.png"], road_png)  # evaluate wrote it
     cf["figures"].append(road_png)
@@ -125,6 +171,7 @@ def run_backbone(config: Config, backbone: str, workdir: str, index: int) -> dic
         "classifier": trained["facts"],
         "evaluation": results,
         "counterfactual": cf,
+        "ttame_seeds": {"median": median, "per_seed": per_seed},
         "seconds": times,
     }
 

@@ -57,14 +57,40 @@ def _row(m: dict, cf_rate: float) -> dict:
     return row
 
 
+def _seed_rows(per_seed: dict) -> tuple[dict, dict, dict]:
+    """T-TAME's rows per seed, their mean row and the ``[min, max]`` range of each metric."""
+    rows = {s: _row(r["evaluation"], r["counterfactual"]) for s, r in per_seed.items()}
+    keys = [k for k in next(iter(rows.values())) if k != "fp"]
+    mean = dict(next(iter(rows.values())))
+    spread = {}
+    for key in keys:
+        values = [r[key] for r in rows.values()]
+        mean[key] = sum(values) / len(values)
+        spread[key] = [min(values), max(values)]
+    return rows, mean, spread
+
+
 def build(config, per_backbone: dict, *, seconds: float) -> dict:
-    """The ``report.json`` dict: config, per backbone the table rows and all raw numbers."""
-    out = {"config": to_dict(config), "seconds": round(seconds, 1)}
+    """The ``report.json`` dict: config, per backbone the table rows and all raw numbers.
+
+    With T-TAME trained over several seeds, its row is the mean over the seeds,
+    ``spread["ttame"]`` the ``[min, max]`` of each metric and ``ttame_per_seed`` each
+    seed's row; the baselines do not depend on the seed (their spread is nil).
+    """
+    out = {
+        "config": to_dict(config),
+        "seconds": round(seconds, 1),
+        "seeds": list(config.benchmark.ttame_seeds),
+    }
     out["backbones"] = {}
     for name, b in per_backbone.items():
         methods = b["evaluation"]["methods"]
         rates = b["counterfactual"]["success_rate"]
         rows = {m: _row(numbers, rates[m]) for m, numbers in methods.items()}
+        seeds = b.get("ttame_seeds", {"per_seed": {}, "median": None})
+        spread, per_seed = {}, {}
+        if seeds["per_seed"]:
+            per_seed, rows["ttame"], spread["ttame"] = _seed_rows(seeds["per_seed"])
         area = next(iter(methods.values()))["extra"].get("evidence_area")
         out["backbones"][name] = {
             "test_accuracy": b["test_accuracy"],
@@ -73,6 +99,9 @@ def build(config, per_backbone: dict, *, seconds: float) -> dict:
             "num_counterfactual_images": b["counterfactual"]["num_images"],
             "evidence_area_percent": None if area is None else 100.0 * area,
             "rows": rows,
+            "spread": spread,
+            "ttame_per_seed": {str(s): r for s, r in per_seed.items()},
+            "median_seed": seeds["median"],
             "figures": b["counterfactual"]["figures"],
             "seconds": b["seconds"],
             "classifier": b["classifier"],
@@ -89,7 +118,7 @@ def _cell(value, key: str) -> str:
     return f"{value:.1f}"
 
 
-def _table(rows: dict) -> list[str]:
+def _table(rows: dict, spread: dict | None = None) -> list[str]:
     lines = ["| Method | " + " | ".join(h for h, _, _ in COLUMNS) + " |"]
     lines.append("|---|" + "---:|" * len(COLUMNS))
     best = {}
@@ -100,25 +129,39 @@ def _table(rows: dict) -> list[str]:
         cells = []
         for _, _, key in COLUMNS:
             text = _cell(r[key], key)
-            cells.append(f"**{text}**" if r[key] == best[key] else text)
+            text = f"**{text}**" if r[key] == best[key] else text
+            lo_hi = (spread or {}).get(name, {}).get(key)
+            if lo_hi is not None:  # mean (min–max) over the seeds
+                text += f" ({_cell(lo_hi[0], key)}–{_cell(lo_hi[1], key)})"
+            cells.append(text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
-def verdict(rows: dict) -> str:
-    """One sentence: does T-TAME localise better than Grad-CAM on this backbone?"""
+def verdict(rows: dict, spread: dict | None = None) -> str:
+    """One sentence: does T-TAME localise better than Grad-CAM on this backbone?
+
+    With ``spread`` (T-TAME's ``[min, max]`` over seeds), a difference counts only when
+    Grad-CAM lies outside T-TAME's range; otherwise it is "within the seed range".
+    """
     if "ttame" not in rows or "gradcam" not in rows:
         return "T-TAME vs Grad-CAM: not both evaluated."
     t, g = rows["ttame"], rows["gradcam"]
+    ranges = (spread or {}).get("ttame", {})
     parts, wins, losses = [], 0, 0
     for key, label in (
         ("pointing_game", "pointing game"),
         ("mass_inside", "mass inside the evidence"),
         ("counterfactual", "counterfactual check"),
     ):
-        wins, losses = wins + (t[key] > g[key]), losses + (t[key] < g[key])
-        word = "better" if t[key] > g[key] else ("worse" if t[key] < g[key] else "equal")
-        parts.append(f"{label} {t[key]:.1f} vs {g[key]:.1f} ({word})")
+        lo, hi = ranges.get(key, (t[key], t[key]))
+        better, worse = lo > g[key], hi < g[key]
+        wins, losses = wins + better, losses + worse
+        word = "better" if better else ("worse" if worse else "equal")
+        if key in ranges and not (better or worse):
+            word = "within the seed range"
+        shown = f"{t[key]:.1f}" + (f" ({lo:.1f}–{hi:.1f})" if key in ranges else "")
+        parts.append(f"{label} {shown} vs {g[key]:.1f} ({word})")
     if wins and not losses:
         summary = "better than" if wins == 3 else "at least as well as"
     else:
@@ -157,9 +200,11 @@ def render_markdown(result: dict) -> str:
             f"{b['num_counterfactual_images']} two-object images. Chance level of "
             f"'Mass in evid.' (a uniform map): {area:.1f} %.",
             "",
-            *_table(b["rows"]),
+            *_table(b["rows"], b.get("spread")),
             "",
-            verdict(b["rows"]),
+            _seed_note(result.get("seeds", []), b),
+            "",
+            verdict(b["rows"], b.get("spread")),
             "",
             "Seconds per stage: "
             + ", ".join(f"{k} {v:.0f}" for k, v in b["seconds"].items())
@@ -172,10 +217,23 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seed_note(seeds: list, b: dict) -> str:
+    if not b.get("spread"):
+        return "T-TAME trained with one seed: no spread measured."
+    return (
+        f"T-TAME: mean (min–max) over {len(seeds)} training seeds {seeds} (its attention's "
+        "initialisation, data order and generated training sample change; the backbone and the "
+        f"test images do not); figures show the median seed ({b['median_seed']}, by the "
+        "pointing game). The baselines need no training: one value each. A difference smaller "
+        "than T-TAME's range is no verdict."
+    )
+
+
 def summary_lines(result: dict) -> str:
     """A short stdout summary: accuracy and verdict per backbone."""
     return "\n".join(
-        f"{name}: test accuracy {100 * b['test_accuracy']:.1f} %. {verdict(b['rows'])}"
+        f"{name}: test accuracy {100 * b['test_accuracy']:.1f} %. "
+        f"{verdict(b['rows'], b.get('spread'))}"
         for name, b in result["backbones"].items()
     )
 

@@ -65,6 +65,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.train.update(batch_size=16, epochs=1, steps_per_epoch=6, val_steps=1, log_every=3)
         c.classifier = {"cnn_steps": 150, "vit_steps": 150}  # fewer: stuck at chance
         c.eval.update(methods=("ttame", "gradcam"), num_images=16, batch_size=16)
-        c.benchmark.update(backbones=("synthetic_cnn",), num_counterfactual=4, num_figures=2)
+        c.benchmark.update(
+            backbones=("synthetic_cnn",), num_counterfactual=4, num_figures=2, ttame_seeds=(0, 1)
+        )
         c.benchmark.progress = c.eval.progress = variant == "smoke"
     return c
