@@ -258,6 +258,8 @@ class TrainConfig:
     halt_after_steps: int = 0
     # tqdm bar with images/s.
     progress_bar: bool = True
+    # Also write TensorBoard event files to workdir/tensorboard (needs tensorboardX).
+    tensorboard: bool = True
 
     def errors(self) -> list[str]:
         out = []

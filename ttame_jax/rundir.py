@@ -69,6 +69,7 @@ COSMETIC_FIELDS = frozenset(
     {
         "train.log_every",
         "train.progress_bar",
+        "train.tensorboard",
         "train.halt_after_steps",
         "train.checkpoint_every",
         "train.keep_checkpoints",

@@ -10,11 +10,16 @@ new settings with ``--allow-config-change``; see docs/safety.md). A config whose
 ``benchmark.backbones`` is not empty (``synthetic``) runs
 :func:`ttame_jax.benchmark.run_benchmark`; any other trains T-TAME with
 :func:`ttame_jax.training.trainer.train_and_evaluate`.
+
+On SIGTERM (a preempted cloud job) or a multi-host preemption notice, training saves a
+checkpoint at the next step boundary and ``ttame train`` exits with status 75
+(``EXIT_PREEMPTED``, EX_TEMPFAIL): rerunning the same command continues exactly there.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ttame_jax.cli import config_args
 
@@ -60,9 +65,15 @@ def run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
 
         run_benchmark(config, args.workdir)
     else:
-        from ttame_jax.training.trainer import train_and_evaluate
+        from ttame_jax.training.trainer import EXIT_PREEMPTED, Preempted, train_and_evaluate
 
-        train_and_evaluate(
-            config, args.workdir, allow_config_change=getattr(args, "allow_config_change", False)
-        )
+        try:
+            train_and_evaluate(
+                config,
+                args.workdir,
+                allow_config_change=getattr(args, "allow_config_change", False),
+            )
+        except Preempted as e:
+            print(f"ttame train: {e}", file=sys.stderr)
+            return EXIT_PREEMPTED
     return 0

@@ -6,19 +6,94 @@ e.g. ``{"split": "train", "step": 100, "loss": 2.1, "ce": ..., "lr": ...,
 "epoch": 1, "loss": ..., "AD": ..., "IC": ...}``. A resumed run first drops the
 records after its restored step (:func:`drop_records_after`: the interrupted run's
 lines that it redoes), then appends, so each step is logged once.
+
+The same numbers also go to TensorBoard event files in ``workdir/tensorboard/`` (tags
+``train/loss``, ``train/lr``, ..., ``val/loss``, ``val/AD``, ``val/IC``; step = the global
+step) through ``tensorboardX`` when it is installed (``train.tensorboard``; without the
+package: one warning, metrics.jsonl stays the source of truth). A resumed run opens a new
+event file with ``purge_step`` = restored step + 1, so TensorBoard discards the
+interrupted run's events after the restored step, as metrics.jsonl does.
 """
 
 from __future__ import annotations
 
+import glob
+import itertools
 import json
+import logging
 import math
 import os
+import struct
 import time
 
 import numpy as np
 from tqdm.auto import tqdm
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+# Record fields that are not TensorBoard scalars.
+_NOT_SCALARS = ("split", "step", "epoch")
+
+log = logging.getLogger(__name__)
+_warned_no_tensorboard = False
+
+
+def _summary_writer(workdir: str, initial_step: int):
+    """A tensorboardX ``SummaryWriter`` of ``workdir/tensorboard`` (``None`` and one
+    warning per process if tensorboardX is not installed)."""
+    global _warned_no_tensorboard
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        if not _warned_no_tensorboard:
+            _warned_no_tensorboard = True
+            log.warning(
+                "tensorboardX is not installed: no TensorBoard event files (metrics.jsonl "
+                "has every record; pip install tensorboardX, or set train.tensorboard=False)"
+            )
+        return None
+    # purge_step: TensorBoard drops the events of steps >= it written before (the
+    # interrupted run's steps after the restored one).
+    purge = initial_step + 1 if initial_step > 0 else None
+    # tensorboardX names a file by the second and the host and opens it "wb": a unique
+    # suffix keeps two writers of the same second from overwriting each other.
+    suffix = f".{os.getpid()}.{time.time_ns()}"
+    logdir = os.path.join(workdir, TENSORBOARD_DIR)
+    return SummaryWriter(logdir, purge_step=purge, filename_suffix=suffix)
+
+
+def read_tensorboard(workdir: str) -> dict[str, list[tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` of the scalars in ``workdir/tensorboard``, as
+    TensorBoard shows them: event files in order of writing, and a purge (a resumed
+    run's ``SessionLog.START`` at step ``s``) drops the earlier events of steps ``>= s``.
+    Needs tensorboardX (its protobufs); no TensorFlow."""
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    files = glob.glob(os.path.join(workdir, TENSORBOARD_DIR, "events.out.tfevents.*"))
+    events = [[event_pb2.Event.FromString(data) for data in _tfrecords(f)] for f in files]
+    events.sort(key=lambda file: file[0].wall_time if file else 0.0)  # order of writing
+    for event in itertools.chain.from_iterable(events):
+        if event.HasField("session_log") and event.session_log.status == 1:  # START
+            for tag, points in scalars.items():
+                scalars[tag] = [p for p in points if p[0] < event.step]
+        for value in event.summary.value:
+            if value.HasField("simple_value"):
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def _tfrecords(path: str):
+    """The payloads of a TFRecord file (length, crc, data, crc); a torn tail is skipped."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    pos = 0
+    while pos + 12 <= len(blob):
+        (length,) = struct.unpack("<Q", blob[pos : pos + 8])
+        if pos + 12 + length + 4 > len(blob):
+            break
+        yield blob[pos + 12 : pos + 12 + length]
+        pos += 12 + length + 4
 
 
 def _plain(value):
@@ -94,6 +169,7 @@ class MetricsLogger:
       batch_size: global batch size, for images/s.
       progress: show the progress bar.
       enabled: write anything at all (``False`` on all hosts but the first).
+      tensorboard: also write TensorBoard event files (if tensorboardX is installed).
     """
 
     def __init__(
@@ -105,12 +181,16 @@ class MetricsLogger:
         batch_size: int,
         progress: bool = True,
         enabled: bool = True,
+        tensorboard: bool = False,
     ):
         self._enabled = enabled
         self._file = None
+        self._tb = None
         if enabled:
             os.makedirs(workdir, exist_ok=True)
             self._file = open(os.path.join(workdir, METRICS_FILE), "a")  # noqa: SIM115
+            if tensorboard:
+                self._tb = _summary_writer(workdir, initial_step)
         self._batch_size = batch_size
         self._bar = tqdm(
             total=total_steps,
@@ -143,6 +223,11 @@ class MetricsLogger:
         if self._enabled:
             self._file.write(json.dumps(plain) + "\n")
             self._file.flush()
+            if self._tb is not None and isinstance(plain.get("step"), int):
+                split = plain.get("split", "")
+                for key, value in plain.items():
+                    if key not in _NOT_SCALARS and isinstance(value, int | float):
+                        self._tb.add_scalar(f"{split}/{key}", value, plain["step"])
             if echo:
                 tqdm.write(format_record(plain))
         return plain
@@ -154,6 +239,9 @@ class MetricsLogger:
 
     def close(self) -> None:
         self._bar.close()
+        if self._tb is not None:
+            self._tb.close()  # flushes
+            self._tb = None
         if self._file is not None:
             self._file.close()
 

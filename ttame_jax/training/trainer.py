@@ -13,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
+import signal
+import threading
 
 import jax
 
@@ -24,6 +27,63 @@ from ttame_jax.training.schedule import OneCycle
 from ttame_jax.training.train_step import build_steps
 
 log = logging.getLogger(__name__)
+
+# Exit status of ``ttame train`` after a preemption (EX_TEMPFAIL in BSD sysexits.h:
+# "try again later"): a checkpoint was saved; rerunning the command continues the run.
+EXIT_PREEMPTED = 75
+
+
+class Preempted(Exception):  # noqa: N818 (the event, as the caller reads it)
+    """Training stopped on SIGTERM or a multi-host preemption notice after saving a
+    checkpoint at ``step``; rerunning with the same workdir continues exactly there."""
+
+    def __init__(self, workdir: str, step: int):
+        self.workdir, self.step = workdir, step
+        super().__init__(
+            f"preempted: saved a checkpoint at step {step} in {workdir}/checkpoints; "
+            f"rerun the same command to continue from there"
+        )
+
+
+class _PreemptionWatch:
+    """Catches SIGTERM while training (a flag read at each step boundary).
+
+    Installed only in the main thread of a single-process run: on several hosts a
+    signal reaches one host, so the hosts agree on a step through JAX's preemption
+    service instead (``CheckpointManager.reached_preemption``, which
+    ``jax.distributed.initialize`` turns on and which catches SIGTERM itself). A second
+    SIGTERM runs the previous handler (by default: the process ends at once, which is
+    safe; the rerun resumes from the newest checkpoint).
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        self._installed = False
+
+    def __enter__(self):
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, self._handle)
+            # None: a handler not set from Python, which cannot be put back; the default.
+            self._previous = signal.SIG_DFL if previous is None else previous
+            self._installed = True
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # the second one: do what would have happened without us
+            self.__exit__()
+            if callable(self._previous):
+                self._previous(signum, frame)
+            else:
+                os.kill(os.getpid(), signum)
+            return
+        self.requested = True
+        log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
+
+    def __exit__(self, *exc):
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False
 
 
 def steps_per_epoch(train_cfg, num_examples: int) -> int:
@@ -108,16 +168,22 @@ def train_and_evaluate(config: Config, workdir: str, *, allow_config_change: boo
         that changes the workdir's run (:class:`~ttame_jax.rundir.ConfigChangeError`);
         no checkpoint restores (:class:`~ttame_jax.rundir.CheckpointError`).
       WorkdirLockedError: another process trains in ``workdir``.
+      Preempted: SIGTERM (or a multi-host preemption notice) arrived; a checkpoint was
+        saved at the next step boundary, the logs were flushed and the lock released.
+        ``ttame train`` exits with :data:`EXIT_PREEMPTED` (75) then. The SIGTERM handler
+        is installed only while this function runs; the previous one is restored.
       FloatingPointError: a non-finite loss or gradient (last good checkpoint kept).
     """
     config = from_dict(config)
     spec, model = preflight.validate(config)
     lead = jax.process_index() == 0
-    with rundir.lock(workdir) if lead else contextlib.nullcontext():
-        return _train(config, spec, model, workdir, allow_config_change, lead)
+    with rundir.lock(workdir) if lead else contextlib.nullcontext(), _PreemptionWatch() as watch:
+        return _train(config, spec, model, workdir, allow_config_change, lead, watch)
 
 
-def _train(config: Config, spec, model, workdir: str, allow_change: bool, lead: bool) -> dict:
+def _train(
+    config: Config, spec, model, workdir: str, allow_change: bool, lead: bool, watch
+) -> dict:
     from ttame_jax.backbones import load_pretrained
     from ttame_jax.data import build_source
 
@@ -162,6 +228,7 @@ def _train(config: Config, spec, model, workdir: str, allow_change: bool, lead: 
         batch_size=tc.batch_size,
         progress=tc.progress_bar,
         enabled=lead,
+        tensorboard=tc.tensorboard,
     )
     logger.note(
         f"T-TAME on {spec.name}: {tc.epochs} epochs x {spe} steps of batch {tc.batch_size} on "
@@ -177,6 +244,8 @@ def _train(config: Config, spec, model, workdir: str, allow_change: bool, lead: 
         for epoch in range(step // spe, tc.epochs):
             if step >= halt:
                 break
+            if watch.requested:  # before the first step or during validation
+                _stop(manager, state, logger, workdir, step)
             for batch in _train_batches(train_src, tc, spe, epoch, step - epoch * spe):
                 images = sharding.shard_batch(batch["image"][rows], mesh)
                 state, metrics = steps.train(state, backbone_vars, images)
@@ -193,7 +262,14 @@ def _train(config: Config, spec, model, workdir: str, allow_change: bool, lead: 
                 if step % tc.log_every == 0 or step == total:
                     record = {"split": "train", "step": step, "epoch": epoch, **metrics}
                     last["train"] = logger.write({**record, "images_per_s": rate})
-                rundir.save_state(manager, state, force=step % spe == 0 or step >= halt)
+                # Multi-host preemption: every host calls this at every step and gets True
+                # at the same step (always False on one process without jax.distributed).
+                preempted = watch.requested or manager.reached_preemption(step)
+                rundir.save_state(
+                    manager, state, force=step % spe == 0 or step >= halt or preempted
+                )
+                if preempted:
+                    _stop(manager, state, logger, workdir, step)
                 if step >= halt:
                     break
             if step >= halt and step < (epoch + 1) * spe:
@@ -215,6 +291,16 @@ def _train(config: Config, spec, model, workdir: str, allow_change: bool, lead: 
         manager.close()
         logger.close()
     return {"state": state, **last}
+
+
+def _stop(manager, state, logger, workdir: str, step: int):
+    """Preemption at a step boundary: the checkpoint of ``step`` is written (forced, even
+    mid-epoch), then :class:`Preempted` is raised (the caller's ``finally`` waits for the
+    save and closes the logs; the lock is released on the way out)."""
+    rundir.save_state(manager, state, force=True)  # no-op if it is being saved already
+    manager.wait_until_finished()
+    logger.note(f"preempted at step {step}: checkpoint saved; rerun to continue")
+    raise Preempted(workdir, step)
 
 
 def _missing_validation(records: list[dict], step: int, spe: int) -> bool:
