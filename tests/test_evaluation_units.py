@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from ttame_jax import rundir
+from ttame_jax import fileio, rundir
 from ttame_jax.config import Config, DataConfig
 from ttame_jax.data.source import DataSource
 from ttame_jax.evaluation import cache, methods, report, scoring
@@ -34,10 +34,10 @@ def test_cache_roundtrip_key_folders_and_unreadable_batch(tmp_path):
 
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
     path = str(tmp_path / "report.md")
-    cache.atomic_write_bytes(path, b"finished report")
+    fileio.atomic_write_bytes(path, b"finished report")
 
     with pytest.raises(TypeError):  # fails mid-write, after the temporary file exists
-        cache.atomic_write_bytes(path, object())
+        fileio.atomic_write_bytes(path, object())
     assert open(path, "rb").read() == b"finished report"
     assert os.listdir(tmp_path) == ["report.md"]
 

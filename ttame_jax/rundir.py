@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from ttame_jax.config import Config, from_dict, to_dict
+from ttame_jax.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def write_config(workdir: str, config: Config) -> str:
     """Writes ``config`` as JSON to ``workdir/config.json`` (atomically); returns the path."""
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, CONFIG_FILE)
-    _write_json(path, to_dict(config))
+    atomic_write_json(path, to_dict(config))
     return path
 
 
@@ -224,7 +225,7 @@ def check_config(
     path = os.path.join(workdir, f"config.{len(files)}.json")
     if not write:
         return True
-    _write_json(path, to_dict(config))
+    atomic_write_json(path, to_dict(config))
     keep_step(workdir, saved[-1])
     log.warning("%s; continuing under %s (opt-in):\n  %s", where, path, listing)
     return True
@@ -241,16 +242,7 @@ def kept_steps(workdir: str) -> list[int]:
 
 def keep_step(workdir: str, step: int) -> None:
     """Adds ``step`` to :func:`kept_steps`."""
-    _write_json(os.path.join(workdir, KEEP_FILE), sorted({*kept_steps(workdir), int(step)}))
-
-
-def _write_json(path: str, value) -> None:
-    """Writes ``value`` to ``path`` atomically (a temporary file, then a rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json(os.path.join(workdir, KEEP_FILE), sorted({*kept_steps(workdir), int(step)}))
 
 
 def make_manager(

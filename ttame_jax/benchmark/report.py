@@ -19,7 +19,7 @@ import json
 import os
 
 from ttame_jax.config import to_dict
-from ttame_jax.evaluation.cache import atomic_write_bytes
+from ttame_jax.fileio import atomic_write_bytes
 
 COLUMNS = (  # (header, better, getter on a row dict of report.json)
     ("FP↓", "low", "fp"),

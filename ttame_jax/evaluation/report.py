@@ -36,7 +36,8 @@ import os
 from collections.abc import Iterator, Mapping
 
 from ttame_jax.evaluation import scoring
-from ttame_jax.evaluation.cache import atomic_write_bytes, key_hash
+from ttame_jax.evaluation.cache import key_hash
+from ttame_jax.fileio import atomic_write_bytes
 
 JSON_FILE, MARKDOWN_FILE, PLOT_FILE = "results.json", "report.md", "road_curves.png"
 INDEX_JSON, INDEX_MARKDOWN = "index.json", "index.md"

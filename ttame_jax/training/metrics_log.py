@@ -29,6 +29,8 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from ttame_jax.fileio import atomic_write_bytes
+
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 # Record fields that are not TensorBoard scalars.
@@ -114,11 +116,8 @@ def drop_records_after(workdir: str, step: int, *, write: bool = True) -> list[d
     records = _parse(lines)
     kept = [r for r in records if r is not None and not _after(r, step)]
     if write and len(kept) < len(lines):
-        path = os.path.join(workdir, METRICS_FILE)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
-        os.replace(tmp, path)
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        atomic_write_bytes(os.path.join(workdir, METRICS_FILE), text.encode())
     return kept
 
 
