@@ -77,6 +77,7 @@ def _reuse_backbone_init(cached_load_pretrained):
     """The in-process runs load the same random synthetic_cnn (see conftest)."""
 
 
+@pytest.mark.slow  # ~45 s of subprocess training; the in-process test below runs by default
 def test_sigterm_mid_epoch_saves_exits_75_and_rerun_equals_uninterrupted(tmp_path):
     workdir = str(tmp_path / "preempted")
     proc = subprocess.Popen(

@@ -97,6 +97,8 @@ SMOKE = {  # the recipes' smoke variant: 4 steps of 16 images on tiny data
 }
 
 
+@pytest.mark.slow  # the default suite covers get_or_train's ViT-from-CNN path in
+# test_benchmark_pipeline.py::test_vit_backbone_starts_from_the_cnn_trained_first
 def test_vit_config_trains_the_cnn_stem_first_then_reuses_it(tmp_path, capsys):
     config = configs.load("synthetic:test", SMOKE)
     assert config.classifier.vit_init_from == "cnn"
