@@ -85,7 +85,7 @@ def test_augment_rule_and_defaults():
     ],
 )
 def test_trainer_asks_the_source_for_the_configured_augmentation(
-    tmp_path, monkeypatch, backbone, augment, expected
+    tmp_path, monkeypatch, capsys, backbone, augment, expected
 ):
     seen = []
     real = ttame_jax.data.build_source
@@ -105,6 +105,7 @@ def test_trainer_asks_the_source_for_the_configured_augmentation(
     config = tiny(backbone, **{"train.augment": augment, "train.halt_after_steps": 1})
     train_and_evaluate(config, str(tmp_path))
     assert seen and all(flag is expected for split, flag in seen if split == "train")
+    assert f"augmentation {'on' if expected else 'off'}" in capsys.readouterr().out
 
 
 # -- D7: the backbone in train mode -----------------------------------------------------

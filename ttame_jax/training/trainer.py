@@ -243,6 +243,12 @@ def _train(
         f"T-TAME on {spec.name}: {tc.epochs} epochs x {spe} steps of batch {tc.batch_size} on "
         f"{mesh.devices.size} device(s); "
         + (f"resuming from step {step}" if step else f"fresh start, seed {tc.seed}")
+        + f"; augmentation {'on' if augment else 'off'} (train.augment={tc.augment!r})"
+        + (
+            "; backbone in train mode (model.backbone_mode='reference')"
+            if model.cfg.backbone_mode == "reference"
+            else ""
+        )
     )
     try:
         if val_src is not None and _missing_validation(logged, step, spe):
