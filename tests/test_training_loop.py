@@ -64,8 +64,8 @@ def test_run_writes_logs_config_and_checkpoints(full_run):
     config = rundir.read_config(workdir)
     assert config.backbone.name == "synthetic_cnn" and config.model.taps == ()
     assert config.train.max_lr == 0.05
-    # keep_checkpoints=2: only the two latest steps remain.
-    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "4"]
+    # keep_checkpoints=2: the two latest steps, plus the epoch ends (2 and 4).
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "3", "4"]
 
 
 def test_restore_attention_and_load_explain(full_run):

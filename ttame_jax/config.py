@@ -52,6 +52,8 @@ _MASKING = ("auto", "cnn", "vit")
 VIT_ADAPTERS = ("drop-class-token", "class-token-product")
 _BRANCH_ACT = ("relu", "sigmoid")
 _LOSS_VARIANTS = ("reference", "paper")
+BACKBONE_MODES = ("eval", "reference")
+AUGMENT = ("auto", "always", "never")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +76,18 @@ class ModelConfig:
     # ViT feature adapter: "drop-class-token" (the paper's) | "class-token-product" (patch
     # tokens times the class token, the reference code's "TTAME" version); CNNs ignore it.
     vit_adapter: str = "drop-class-token"
+    # Backbone mode inside the training loss: "eval" (running BatchNorm statistics, no
+    # dropout; ours) | "reference" (train=True in both passes, as the reference code ran it:
+    # batch statistics, dropout on; needs a backbone with a `train` argument; docs/evaluation.md).
+    backbone_mode: str = "eval"
 
     def errors(self) -> list[str]:
         out = []
+        if self.backbone_mode not in BACKBONE_MODES:
+            out.append(
+                f"config.model.backbone_mode must be one of {BACKBONE_MODES}, "
+                f"got {self.backbone_mode!r}"
+            )
         if self.branch_act not in _BRANCH_ACT:
             out.append(
                 f"config.model.branch_act must be one of {_BRANCH_ACT}, got {self.branch_act!r}"
@@ -246,8 +257,13 @@ class TrainConfig:
     log_every: int = 50
     # Steps between checkpoints (there is one at each epoch end too).
     checkpoint_every: int = 1000
-    # Checkpoints kept on disk.
+    # Checkpoints kept on disk (the latest ones; epoch ends see keep_epoch_checkpoints).
     keep_checkpoints: int = 3
+    # Also keep every epoch-end checkpoint (the paper's model selection compares them).
+    keep_epoch_checkpoints: bool = True
+    # Training augmentation: "auto" (the reference's rule: none for CNNs, random crop + flip
+    # for ViTs) | "always" | "never" (resize + centre crop).
+    augment: str = "auto"
     # Val loss (and AD/IC) after each epoch.
     validate_every_epoch: bool = True
     # 0: the whole val split; > 0: that many val batches.
@@ -290,7 +306,13 @@ class TrainConfig:
             out.append(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0.0 <= self.val_adic_percent < 1.0:
             out.append(f"train.val_adic_percent must lie in [0, 1), got {self.val_adic_percent!r}")
+        if self.augment not in AUGMENT:
+            out.append(f"train.augment must be one of {AUGMENT}, got {self.augment!r}")
         return out
+
+    def augments(self, kind: str) -> bool:
+        """Whether training batches of a ``kind`` ("cnn" / "vit") backbone are augmented."""
+        return self.augment == "always" or (self.augment == "auto" and kind == "vit")
 
 
 _ROAD_COMPAT = ("grad-cam", "road")

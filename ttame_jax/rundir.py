@@ -74,6 +74,7 @@ COSMETIC_FIELDS = frozenset(
         "train.halt_after_steps",
         "train.checkpoint_every",
         "train.keep_checkpoints",
+        "train.keep_epoch_checkpoints",
         "data.num_workers",
         "data.prefetch",
     }
@@ -155,6 +156,11 @@ def config_files(workdir: str) -> list[str]:
 def _read_config_file(path: str) -> Config:
     with open(path) as f:
         values = json.load(f)
+    train = values.get("train") if isinstance(values, dict) else None
+    if isinstance(train, dict) and "augment" not in train:
+        # Written before train.augment existed: such runs augmented every backbone, so a
+        # continuation under the new default ("auto") is seen as a change, not silent.
+        train["augment"] = "always"
     try:
         return from_dict(values)
     except ValueError as err:
@@ -246,14 +252,21 @@ def keep_step(workdir: str, step: int) -> None:
 
 
 def make_manager(
-    workdir: str, *, keep: int = 3, every: int = 1, read_only: bool = False
+    workdir: str,
+    *,
+    keep: int = 3,
+    every: int = 1,
+    epoch_steps: int = 0,
+    read_only: bool = False,
 ) -> ocp.CheckpointManager:
     """Orbax manager of ``workdir/checkpoints``: saves every ``every`` steps, keeps the
-    ``keep`` latest and every :func:`kept_steps` step."""
+    ``keep`` latest, every :func:`kept_steps` step and (``epoch_steps`` > 0: the steps
+    per epoch) every epoch end, i.e. every multiple of ``epoch_steps``."""
     policies = ocp.checkpoint_managers
-    preserve = policies.AnyPreservationPolicy(
-        [policies.LatestN(n=keep), policies.CustomSteps(steps=kept_steps(workdir))]
-    )
+    rules = [policies.LatestN(n=keep), policies.CustomSteps(steps=kept_steps(workdir))]
+    if epoch_steps > 0:
+        rules.append(policies.EveryNSteps(interval_steps=int(epoch_steps)))
+    preserve = policies.AnyPreservationPolicy(rules)
     options = ocp.CheckpointManagerOptions(
         preservation_policy=None if read_only else preserve,
         save_interval_steps=0 if read_only else every,

@@ -8,6 +8,9 @@ Training step (DESIGN §4) inside :meth:`TTAME.loss_fn`, for a batch ``x`` in [0
 
 1. backbone (eval mode, ``stop_gradient`` on its variables) on ``|x|`` ->
    logits and taps; ``y = argmax(logits)`` (model truth, no labels).
+   ``config.model.backbone_mode="reference"`` runs both backbone passes with
+   ``train=True`` instead (batch statistics, dropout), as the reference code did; the
+   running statistics are not updated (docs/evaluation.md).
 2. adapter + attention (BatchNorm in train mode) -> pre-sigmoid ``c`` for each
    image's own class ``y_i`` and for the classes of Ψ; ``A = sigmoid(c)``.
 3. mask each image with ``up(A_y)`` (eq. 13 or 14), backbone on it -> masked logits.
@@ -20,6 +23,7 @@ instead of K); the loss and its gradient are the same as with all K channels.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -115,7 +119,45 @@ class TTAME:
         logits, feats = self.features(backbone_vars, normalize(x01, self.spec.mean, self.spec.std))
         return self.attention.apply(attn_vars, feats, train=False), logits
 
-    def loss_fn(self, attn_params, attn_batch_stats, backbone_vars, x01, loss_cfg, rng=None):
+    def _train_mode_pass(self, backbone_vars, xn, taps, rng):
+        """Backbone with ``train=True`` (``backbone_mode="reference"``): BatchNorm on batch
+        statistics, dropout on (key ``rng``). The running-statistics updates are dropped.
+
+        Returns ``(logits, [L_i for each tap])`` (adapted like :meth:`features`).
+        """
+        paths = resolve_taps(self.backbone, taps) if taps else []
+        wanted = set(paths)
+
+        def want(mdl, method_name):
+            return method_name == "__call__" and tuple(mdl.path) in wanted
+
+        logits, state = self.backbone.apply(
+            jax.lax.stop_gradient(backbone_vars),
+            xn,
+            train=True,
+            capture_intermediates=want,
+            mutable=["intermediates", "batch_stats"],
+            rngs={"dropout": rng},
+        )
+        feats = []
+        for name, path in zip(taps, paths, strict=True):
+            node = state["intermediates"]
+            for key in path:
+                node = node[key]
+            feats.append(adapt(node["__call__"][-1], self.spec.kind, name, self.cfg.vit_adapter))
+        return logits, feats
+
+    def loss_fn(
+        self,
+        attn_params,
+        attn_batch_stats,
+        backbone_vars,
+        x01,
+        loss_cfg,
+        rng=None,
+        *,
+        backbone_train: bool | None = None,
+    ):
         """Training loss (pure; differentiate w.r.t. ``attn_params``).
 
         Args:
@@ -123,7 +165,10 @@ class TTAME:
           backbone_vars: frozen backbone variables.
           x01: ``(B, S, S, 3)`` images in [0, 1].
           loss_cfg: ``config.loss``, a :class:`~ttame_jax.config.LossConfig`.
-          rng: PRNG key; required for ``loss_cfg.variant == "paper"`` (random Ψ classes).
+          rng: PRNG key; required for ``loss_cfg.variant == "paper"`` (random Ψ classes);
+            also the dropout key of ``backbone_mode="reference"``.
+          backbone_train: both backbone passes in train mode (None: as
+            ``config.model.backbone_mode`` says; the validation loss passes False).
 
         Returns:
           ``(loss, (terms, new_attn_batch_stats))`` with ``terms`` =
@@ -131,8 +176,18 @@ class TTAME:
           ce + area + tv equal loss; mask_mean is the mean of the masks A_y).
         """
         cfg = _typed(loss_cfg, LossConfig, "loss")
+        if backbone_train is None:
+            backbone_train = self.cfg.backbone_mode == "reference"
         xn = normalize(x01, self.spec.mean, self.spec.std)
-        logits, feats = jax.lax.stop_gradient(self.features(backbone_vars, xn))
+        if backbone_train:
+            key = jax.random.key(0) if rng is None else rng
+            drop_clean, drop_masked = jax.random.fold_in(key, 101), jax.random.fold_in(key, 102)
+            check_input(xn, self.spec.name, self.spec.input_size)
+            logits, feats = jax.lax.stop_gradient(
+                self._train_mode_pass(backbone_vars, xn, self.taps, drop_clean)
+            )
+        else:
+            logits, feats = jax.lax.stop_gradient(self.features(backbone_vars, xn))
         y = jnp.argmax(logits, axis=-1)
         # Channel 0: each image's own class (the mask); channels 1..B: the classes of Ψ.
         classes = jnp.concatenate(
@@ -145,7 +200,16 @@ class TTAME:
         a = jax.nn.sigmoid(c)
         mask, psi = a[..., 0], a[..., 1:]
         x_masked = mask_images(x01, mask, self.masking, self.spec.mean, self.spec.std)
-        masked_logits = self.backbone.apply(jax.lax.stop_gradient(backbone_vars), x_masked)
+        if backbone_train:
+            masked_logits, _ = self.backbone.apply(
+                jax.lax.stop_gradient(backbone_vars),
+                x_masked,
+                train=True,
+                mutable=["batch_stats"],
+                rngs={"dropout": drop_masked},
+            )
+        else:
+            masked_logits = self.backbone.apply(jax.lax.stop_gradient(backbone_vars), x_masked)
         loss, terms = ttame_loss(masked_logits, y, psi, cfg)
         terms = {**terms, "loss": loss, "mask_mean": jnp.mean(mask)}
         return loss, (terms, state.get("batch_stats", {}))
@@ -176,4 +240,15 @@ def build(spec: BackboneSpec | str, model_cfg=None) -> TTAME:
         spec = get_spec(spec)
     model = TTAME(spec=spec, cfg=_typed(model_cfg or ModelConfig(), ModelConfig, "model"))
     resolve_taps(model.backbone, model.taps)
+    if model.cfg.backbone_mode == "reference" and not has_train_mode(model.backbone):
+        raise ValueError(
+            f"config.model.backbone_mode='reference' needs a backbone whose __call__ takes a "
+            f"`train` argument (BatchNorm on batch statistics, dropout); {spec.name} has none "
+            f"(it is eval-mode only); use backbone_mode='eval' (docs/evaluation.md)"
+        )
     return model
+
+
+def has_train_mode(module) -> bool:
+    """Whether a backbone module's ``__call__`` takes ``train`` (batch statistics, dropout)."""
+    return "train" in inspect.signature(type(module).__call__).parameters

@@ -135,13 +135,21 @@ def make_eval_step(model, loss_cfg, mesh: Mesh, *, seed: int = 0) -> Callable:
 
     Returns the loss and its terms multiplied by the batch size, plus
     ``count``, so the host can average over batches of different sizes. The
-    state is not modified (BatchNorm statistics computed here are dropped).
+    state is not modified (BatchNorm statistics computed here are dropped). The backbone
+    is in eval mode here whatever ``config.model.backbone_mode`` says (as the reference's
+    validation was).
     """
 
     def step(state: TrainState, backbone_vars, images, batch_index):
         rng = step_rng(seed, batch_index, stream=1)
         value, (terms, _) = model.loss_fn(
-            state.params, state.batch_stats, backbone_vars, images, loss_cfg, rng
+            state.params,
+            state.batch_stats,
+            backbone_vars,
+            images,
+            loss_cfg,
+            rng,
+            backbone_train=False,
         )
         n = images.shape[0]
         sums = {k: v * n for k, v in {"loss": value, **terms}.items()}

@@ -131,8 +131,11 @@ def size_errors(train_cfg, mesh, num_train: int, num_val: int | None) -> list[st
     return errors
 
 
-def _train_batches(source, train_cfg, spe: int, epoch: int, skip: int):
+def _train_batches(source, train_cfg, spe: int, epoch: int, skip: int, *, augment: bool):
     """Batches ``skip .. spe-1`` of ``epoch``: exactly ``spe - skip`` unless the data is tiny.
+
+    ``augment``: the training augmentation (``train.augment`` resolved for the backbone
+    kind by :meth:`~ttame_jax.config.TrainConfig.augments`).
 
     The step number alone fixes the data position (resume), so every epoch has
     exactly ``spe`` batches: if unreadable images make a pass shorter, it is
@@ -140,7 +143,7 @@ def _train_batches(source, train_cfg, spe: int, epoch: int, skip: int):
     """
     passes = (
         source.batches(
-            train_cfg.batch_size, epoch=epoch, shuffle=True, augment=True, drop_remainder=True
+            train_cfg.batch_size, epoch=epoch, shuffle=True, augment=augment, drop_remainder=True
         )
         for _ in range(2)
     )
@@ -198,6 +201,7 @@ def _train(
     raise_errors(size_errors(tc, mesh, len(train_src), None if val_src is None else len(val_src)))
     rundir.check_config(workdir, config, allow_change=allow_change, write=lead)
     spe = steps_per_epoch(tc, len(train_src))
+    augment = tc.augments(spec.kind)
     total = tc.epochs * spe
     schedule = OneCycle.from_train_config(tc, total)
     steps = build_steps(
@@ -214,7 +218,12 @@ def _train(
     # step % steps_per_epoch) and the PRNG keys.
     state = rundir.restore_state(workdir, state) or state
     step = int(state.step)
-    manager = rundir.make_manager(workdir, keep=tc.keep_checkpoints, every=tc.checkpoint_every)
+    manager = rundir.make_manager(
+        workdir,
+        keep=tc.keep_checkpoints,
+        every=tc.checkpoint_every,
+        epoch_steps=spe if tc.keep_epoch_checkpoints else 0,
+    )
     # Log lines after the restored step belong to the interrupted run: they are redone.
     logged = drop_records_after(workdir, step, write=lead)
 
@@ -234,6 +243,12 @@ def _train(
         f"T-TAME on {spec.name}: {tc.epochs} epochs x {spe} steps of batch {tc.batch_size} on "
         f"{mesh.devices.size} device(s); "
         + (f"resuming from step {step}" if step else f"fresh start, seed {tc.seed}")
+        + f"; augmentation {'on' if augment else 'off'} (train.augment={tc.augment!r})"
+        + (
+            "; backbone in train mode (model.backbone_mode='reference')"
+            if model.cfg.backbone_mode == "reference"
+            else ""
+        )
     )
     try:
         if val_src is not None and _missing_validation(logged, step, spe):
@@ -246,7 +261,8 @@ def _train(
                 break
             if watch.requested:  # before the first step or during validation
                 _stop(manager, state, logger, workdir, step)
-            for batch in _train_batches(train_src, tc, spe, epoch, step - epoch * spe):
+            batches = _train_batches(train_src, tc, spe, epoch, step - epoch * spe, augment=augment)
+            for batch in batches:
                 images = sharding.shard_batch(batch["image"][rows], mesh)
                 state, metrics = steps.train(state, backbone_vars, images)
                 metrics = jax.device_get(metrics)
