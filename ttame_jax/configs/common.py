@@ -32,7 +32,7 @@ def parse_variants(arg: str | None, name: str) -> frozenset[str]:
 
 def paper_eval(kind: str) -> dict:
     """The evaluation protocol that computed the paper's Tables 2-5 (the T-TAME reference
-    code; docs/evaluation.md, "reproducing Tables 2-5") where it differs from the schema's
+    code; docs/evaluation.md, "Protocol settings") where it differs from the schema's
     defaults: RISE weighs its masks by the raw target logit, and on the CNNs ROAD imputes
     T-TAME's images in [0, 1] pixel space (the baselines' and the ViT's in the normalised
     space, the default). AD/IC masks in pixel space for every backbone: the default.

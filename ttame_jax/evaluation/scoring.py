@@ -22,8 +22,8 @@ array                  shape    per image
 ROAD levels are the removed fractions 10, 20, 30, 40, 50, 70, 90 %; the paper's
 Tables 4-5 average the accuracy over the seven levels (grad-cam compat).
 
-Two protocol settings may differ per method or backbone (docs/evaluation.md, "reproducing
-Tables 2-5"): where ROAD imputes (``road_space_ttame`` / ``road_space_baselines``:
+Two protocol settings may differ per method or backbone (docs/evaluation.md, "Protocol
+settings"): where ROAD imputes (``road_space_ttame`` / ``road_space_baselines``:
 normalised input or [0, 1] pixels; :meth:`Context.for_method` picks a method's) and where
 AD/IC masks (``adic_masking``: ``"pixel"`` = normalise(mask * x) for every backbone, or
 ``"backbone"`` = T-TAME's masking rule, i.e. mask * normalise(x) on a ViT). Both enter
