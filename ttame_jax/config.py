@@ -316,6 +316,9 @@ class TrainConfig:
 
 
 _ROAD_COMPAT = ("grad-cam", "road")
+_ROAD_SPACES = ("normalised", "pixel")
+_ADIC_MASKING = ("pixel", "backbone")
+_RISE_SCORES = ("softmax", "logits")
 _SPLITS = ("test", "val")
 
 
@@ -336,6 +339,12 @@ class EvalConfig:
     # ROAD pixel selection: "grad-cam" (pytorch-grad-cam's rule, the paper's numbers) |
     # "road" (rank-based, the original ROAD paper).
     road_compat: str = "grad-cam"
+    # Where ROAD imputes for T-TAME: "normalised" | "pixel" ([0, 1]) | None (road_compat's own).
+    road_space_ttame: str | None = None
+    # Where ROAD imputes for the baselines: "normalised" | "pixel" | None (road_compat's own).
+    road_space_baselines: str | None = None
+    # AD/IC masking: "pixel" (normalise(mask * x), the reference) | "backbone" (T-TAME's rule).
+    adic_masking: str = "pixel"
     # Also compute insertion / deletion AUC (RISE paper).
     insertion_deletion: bool = False
     # Curve steps of insertion / deletion.
@@ -344,6 +353,8 @@ class EvalConfig:
     rise_masks: int | None = None
     # Seed of the RISE masks.
     rise_seed: int = 0
+    # RISE mask weights: "softmax" (target probability) | "logits" (the reference's tables).
+    rise_scores: str = "softmax"
     # Masked inputs per backbone call for scorecam / ablationcam / rise (None: their default).
     chunk_size: int | None = None
     # Tap explained by the CAM baselines (None: the last T-TAME tap).
@@ -364,6 +375,16 @@ class EvalConfig:
             out.append(f"eval.split must be one of {_SPLITS}, got {self.split!r}")
         if self.road_compat not in _ROAD_COMPAT:
             out.append(f"eval.road_compat must be one of {_ROAD_COMPAT}, got {self.road_compat!r}")
+        for name in ("road_space_ttame", "road_space_baselines"):
+            value = getattr(self, name)
+            if value is not None and value not in _ROAD_SPACES:
+                out.append(f"eval.{name} must be one of {_ROAD_SPACES} or None, got {value!r}")
+        if self.adic_masking not in _ADIC_MASKING:
+            out.append(
+                f"eval.adic_masking must be one of {_ADIC_MASKING}, got {self.adic_masking!r}"
+            )
+        if self.rise_scores not in _RISE_SCORES:
+            out.append(f"eval.rise_scores must be one of {_RISE_SCORES}, got {self.rise_scores!r}")
         for name, low in (
             ("batch_size", 1),
             ("insertion_deletion_steps", 1),

@@ -5,12 +5,15 @@ code: an ``s x s`` grid of Bernoulli(``p1``) cells, bilinearly upsampled
 (half-pixel centres, mirror boundary, as ``skimage.transform.resize(order=1,
 mode="reflect")``) to ``(s + 1) * cell`` with ``cell = ceil(H / s)``, then cropped to
 ``H x W`` at an independent uniform random shift in ``[0, cell)`` per axis. With
-``P_n`` the softmax probability of the target class on ``x * M_n`` (``x`` the
-normalised input, as in the original code):
+``P_n`` the score of the target class on ``x * M_n`` (``x`` the normalised input, as
+in the original code):
 
     S = sum_n P_n M_n / (N * p1)
 
-and the returned map is ``S`` min-max scaled to [0, 1] per image.
+and the returned map is ``S`` min-max scaled to [0, 1] per image. ``scores`` picks
+``P_n``: ``"softmax"`` (default; the RISE paper's probability) or ``"logits"`` (the raw
+target logit: the T-TAME reference wraps the bare backbone in RISE, so the paper's
+Tables 2-5 were computed with logits; docs/evaluation.md).
 
 Mask ``n`` is drawn from ``jax.random.fold_in(key, n)``, so the masks (and the
 map) depend only on ``key``, never on ``batch_size``; the same masks serve every
@@ -29,6 +32,7 @@ import jax.numpy as jnp
 from ttame_jax.baselines import common
 from ttame_jax.baselines.resize import interp_matrix
 
+SCORES = ("softmax", "logits")  # what weighs mask n: target softmax probability or logit
 N_MASKS = 8000  # the paper: 8000 for ResNet-50 and ViT-B/16, 4000 for VGG-16
 GRID = 7  # s
 KEEP = 0.5  # p1
@@ -52,8 +56,10 @@ def rise_masks(key: jax.Array, index: jax.Array, size: tuple[int, int], s: int, 
     return jax.vmap(one)(index)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "n_masks", "s", "p1", "batch_size"))
-def _rise(module, variables, x, target, key, n_masks, s, p1, batch_size):
+@functools.partial(
+    jax.jit, static_argnames=("module", "n_masks", "s", "p1", "batch_size", "scores")
+)
+def _rise(module, variables, x, target, key, n_masks, s, p1, batch_size, scores):
     batch, size = x.shape[0], x.shape[1:3]
     target = common.select_target(module.apply(variables, x), target)
     index, valid = common.chunk_indices(batch * n_masks, batch_size)
@@ -62,8 +68,10 @@ def _rise(module, variables, x, target, key, n_masks, s, p1, batch_size):
         item, ok = chunk  # item = b * N + n
         b, n = item // n_masks, item % n_masks
         masks = rise_masks(key, n, size, s, p1)
-        probs = jax.nn.softmax(module.apply(variables, x[b] * masks[..., None]), axis=-1)
-        p = jnp.where(ok, common.class_score(probs, target[b]), 0.0)  # P_n
+        out = module.apply(variables, x[b] * masks[..., None])
+        if scores == "softmax":
+            out = jax.nn.softmax(out, axis=-1)
+        p = jnp.where(ok, common.class_score(out, target[b]), 0.0)  # P_n
         return total.at[b].add(p[:, None, None] * masks), None
 
     total, _ = jax.lax.scan(step, jnp.zeros((batch, *size), jnp.float32), (index, valid))
@@ -82,6 +90,7 @@ def rise(
     s: int = GRID,
     p1: float = KEEP,
     batch_size: int = 32,
+    scores: str = "softmax",
 ):
     """RISE maps for a batch.
 
@@ -94,6 +103,9 @@ def rise(
       s: grid size (paper: 7).
       p1: keep probability of a grid cell (paper: 0.5).
       batch_size: masked inputs per backbone call (memory bound).
+      scores: ``"softmax"`` (mask weights = target softmax probability, the RISE paper)
+        or ``"logits"`` (raw target logit, as the T-TAME reference computed the paper's
+        tables).
 
     Returns:
       ``(B, H, W)`` float32 maps in [0, 1].
@@ -104,9 +116,11 @@ def rise(
         raise ValueError(f"s (grid size) must be a positive int, got {s!r}")
     if not 0.0 < p1 <= 1.0:
         raise ValueError(f"p1 (keep probability) must be in (0, 1], got {p1!r}")
+    if scores not in SCORES:
+        raise ValueError(f"scores must be one of {SCORES}, got {scores!r}")
     key = jax.random.key(0) if key is None else key
     x, _, target = common.prepare(module, variables, x, layer, target, needs_layer=False)
-    return _rise(module, variables, x, target, key, n_masks, s, float(p1), batch_size)
+    return _rise(module, variables, x, target, key, n_masks, s, float(p1), batch_size, scores)
 
 
 def rise_fp(module, variables, x, layer=None, *, n_masks: int = N_MASKS, **options) -> int:

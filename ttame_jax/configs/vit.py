@@ -17,4 +17,4 @@ from ttame_jax.configs import common
 
 def get_config(arg: str | None = None):
     """Overrides of the schema's defaults; ``arg``: "" or "smoke" and/or "1tap"."""
-    return common.paper_recipe("vit_b_16", "encoder.layers.encoder_layer_11.ln", arg)
+    return common.paper_recipe("vit_b_16", "encoder.layers.encoder_layer_11.ln", arg, kind="vit")

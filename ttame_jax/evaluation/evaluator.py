@@ -175,9 +175,7 @@ def evaluate(
 
     explainer = load(train_dir, step)
     resolved = build_methods(methods, explainer, method_options(ec, methods))
-    ctx = scoring.Context.create(
-        explainer, ec.road_compat, ec.insertion_deletion, ec.insertion_deletion_steps
-    )
+    ctx = scoring.Context.from_eval(explainer, ec)
     workdir = workdir or f"{train_dir}/eval"
     common_key = {  # what every method's numbers depend on (its cache key has more)
         "version": CACHE_VERSION,
@@ -192,10 +190,12 @@ def evaluate(
     }
     per_method = {}
     for method in resolved:
-        key = {**common_key, "method": method.name, "options": dict(method.options)}
+        mctx = ctx.for_method(method.name)  # its own ROAD space, so its own scoring key
+        key = {**common_key, "scoring": mctx.key(), "method": method.name,
+               "options": dict(method.options)}  # fmt: skip
         cache = BatchCache(f"{workdir}/cache", method.name, key)
         rows = run_method(
-            method, source, explainer, ctx, cache,
+            method, source, explainer, mctx, cache,
             batch_size=ec.batch_size, num_images=total, extra=extra, progress=ec.progress,
         )  # fmt: skip
         per_method[method.name] = (method, rows)

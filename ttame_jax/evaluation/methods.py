@@ -112,14 +112,17 @@ def _baseline(name: str, explainer: Explainer, options: Mapping[str, Any]) -> Me
 
 def method_options(ec, methods: Sequence[str | Method]) -> dict[str, dict[str, Any]]:
     """Per-method options of ``config.eval`` (a :class:`ttame_jax.config.EvalConfig`),
-    only for the listed methods: RISE's masks and seed, the CAM baselines' layer, the
-    many-pass methods' chunk size."""
+    only for the listed methods: RISE's masks, seed and mask weights (``scores``, given
+    only when not the default ``"softmax"``, so earlier caches stay valid), the CAM
+    baselines' layer, the many-pass methods' chunk size."""
     names = {m for m in methods if isinstance(m, str)}
     options: dict[str, dict[str, Any]] = {}
     if "rise" in names:
         options["rise"] = {"seed": ec.rise_seed}
         if ec.rise_masks is not None:
             options["rise"]["n_masks"] = ec.rise_masks
+        if ec.rise_scores != "softmax":
+            options["rise"]["scores"] = ec.rise_scores
     if ec.baseline_layer:
         for name in ("gradcam", "gradcampp", "scorecam", "ablationcam"):
             if name in names:

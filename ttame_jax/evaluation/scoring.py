@@ -21,6 +21,13 @@ array                  shape    per image
 
 ROAD levels are the removed fractions 10, 20, 30, 40, 50, 70, 90 %; the paper's
 Tables 4-5 average the accuracy over the seven levels (grad-cam compat).
+
+Two protocol settings may differ per method or backbone (docs/evaluation.md, "Protocol
+settings"): where ROAD imputes (``road_space_ttame`` / ``road_space_baselines``:
+normalised input or [0, 1] pixels; :meth:`Context.for_method` picks a method's) and where
+AD/IC masks (``adic_masking``: ``"pixel"`` = normalise(mask * x) for every backbone, or
+``"backbone"`` = T-TAME's masking rule, i.e. mask * normalise(x) on a ViT). Both enter
+:meth:`Context.key` (the cache key) whenever they change the numbers.
 """
 
 from __future__ import annotations
@@ -34,11 +41,15 @@ import jax
 import numpy as np
 
 from ttame_jax import metrics
+from ttame_jax.core.masking import masking_rule
+from ttame_jax.metrics.road import imputation_space
 
 ADIC_KEPT = metrics.AD_IC_KEPT  # kept fractions of AD/IC (paper: 100 %, 50 %, 15 %)
 ROAD_REMOVED = metrics.ROAD_LEVELS  # removed fractions of ROAD
 COMPATS = ("grad-cam", "road")
 ROAD_NOISE_SEED = 0  # ROAD imputation noise: key = fold_in(key(seed), first image index)
+ADIC_MASKING = ("pixel", "backbone")
+TTAME = "ttame"  # the method whose ROAD space is road_space_ttame (all others: baselines)
 _ADIC_KEYS = ("confidence", "masked_confidence", "drop", "increase")
 
 
@@ -63,6 +74,11 @@ class Context:
       insertion_deletion: also compute insertion/deletion AUC.
       insertion_deletion_steps: curve steps of insertion/deletion (RISE: H W / 224
         pixels per step, i.e. 224 steps at 224 px).
+      road_space_ttame, road_space_baselines: where ROAD imputes for T-TAME / for every
+        other method: ``"normalised"``, ``"pixel"`` or ``None`` (``road_compat``'s own).
+      adic_space: where AD/IC multiplies the mask, resolved: ``"pixel"`` or
+        ``"normalised"``.
+      method: the method this context scores (:meth:`for_method`); ``None`` = not chosen.
     """
 
     module: nn.Module
@@ -72,6 +88,10 @@ class Context:
     road_compat: str = "grad-cam"
     insertion_deletion: bool = False
     insertion_deletion_steps: int = 100
+    road_space_ttame: str | None = None
+    road_space_baselines: str | None = None
+    adic_space: str = "pixel"
+    method: str | None = None
 
     @classmethod
     def create(
@@ -80,12 +100,28 @@ class Context:
         road_compat="grad-cam",
         insertion_deletion=False,
         insertion_deletion_steps=100,
+        *,
+        road_space_ttame=None,
+        road_space_baselines=None,
+        adic_masking="pixel",
     ) -> Context:
+        """The context of ``explainer``'s backbone.
+
+        ``road_space_*``: ``"normalised"``, ``"pixel"`` or ``None`` (``road_compat``'s own);
+        ``adic_masking``: ``"pixel"`` or ``"backbone"`` (the explainer's masking rule:
+        ``config.model.masking``, ``"auto"`` = by backbone kind).
+        """
         check_compat(road_compat)
         if insertion_deletion and int(insertion_deletion_steps) < 1:
             raise ValueError(
                 f"insertion_deletion_steps must be >= 1, got {insertion_deletion_steps}"
             )
+        if adic_masking not in ADIC_MASKING:
+            raise ValueError(f"adic_masking must be one of {ADIC_MASKING}, got {adic_masking!r}")
+        adic_space = "pixel"
+        if adic_masking == "backbone":
+            rule = masking_rule(explainer.model_cfg.masking, explainer.spec.kind)
+            adic_space = "pixel" if rule == "cnn" else "normalised"
         return cls(
             explainer.spec.builder(),
             explainer.backbone_vars,
@@ -94,11 +130,50 @@ class Context:
             road_compat,
             bool(insertion_deletion),
             int(insertion_deletion_steps),
+            imputation_space(road_compat, road_space_ttame),  # checks, resolves
+            imputation_space(road_compat, road_space_baselines),
+            adic_space,
         )
 
+    @classmethod
+    def from_eval(cls, explainer, ec) -> Context:
+        """The context of ``config.eval`` (a :class:`ttame_jax.config.EvalConfig`)."""
+        return cls.create(
+            explainer,
+            ec.road_compat,
+            ec.insertion_deletion,
+            ec.insertion_deletion_steps,
+            road_space_ttame=ec.road_space_ttame,
+            road_space_baselines=ec.road_space_baselines,
+            adic_masking=ec.adic_masking,
+        )
+
+    def for_method(self, name: str) -> Context:
+        """This context for scoring method ``name`` (its ROAD space; its cache key)."""
+        return dataclasses.replace(self, method=name)
+
+    def _space(self, who: str) -> str:
+        return imputation_space(self.road_compat, getattr(self, f"road_space_{who}"))
+
+    def road_space(self) -> str:
+        """Where ROAD imputes for :attr:`method` (``"normalised"`` or ``"pixel"``)."""
+        if self.method is None:
+            if self._space("ttame") != self._space("baselines"):
+                raise ValueError(
+                    "T-TAME and the baselines impute ROAD in different spaces; score with "
+                    "ctx.for_method(name)"
+                )
+            return self._space("ttame")
+        return self._space("ttame" if self.method == TTAME else "baselines")
+
     def key(self) -> dict:
-        """The settings that change the numbers (part of the cache key)."""
-        return {
+        """The settings that change the numbers (part of the cache key).
+
+        A protocol setting at its default (ROAD space = the compat mode's own, AD/IC
+        masking in pixel space) is left out, so caches of earlier versions stay valid; a
+        method's context (:meth:`for_method`) holds only its own ROAD space.
+        """
+        out = {
             "adic_kept": ADIC_KEPT,
             "road_removed": ROAD_REMOVED,
             "road_compat": self.road_compat,
@@ -106,19 +181,38 @@ class Context:
             "insertion_deletion": self.insertion_deletion,
             "insertion_deletion_steps": self.insertion_deletion_steps,
         }
+        if self.adic_space != "pixel":
+            out["adic_space"] = self.adic_space
+        own = imputation_space(self.road_compat)
+        if self.method is None:
+            for who in ("ttame", "baselines"):
+                if self._space(who) != own:
+                    out[f"road_space_{who}"] = self._space(who)
+        elif self.road_space() != own:
+            out["road_space"] = self.road_space()
+        return out
 
 
-@functools.partial(jax.jit, static_argnames=("module", "mean", "std", "compat", "insdel"))
-def _metrics(module, variables, x01, maps, target, key, *, mean, std, compat, insdel):
+@functools.partial(
+    jax.jit,
+    static_argnames=("module", "mean", "std", "compat", "insdel", "road_space", "adic_space"),
+)
+def _metrics(
+    module, variables, x01, maps, target, key, *, mean, std, compat, insdel, road_space,
+    adic_space,
+):  # fmt: skip
     # The variables are an argument of the jitted function, not constants baked into it.
     def apply_fn(xn):
         return module.apply(variables, xn)
 
-    out = metrics.ad_ic(apply_fn, x01, maps, target, mean=mean, std=std, kept=ADIC_KEPT)
+    out = metrics.ad_ic(
+        apply_fn, x01, maps, target, mean=mean, std=std, kept=ADIC_KEPT, space=adic_space
+    )
     out = {k: out[k] for k in _ADIC_KEYS}
     road = metrics.road(
-        apply_fn, x01, maps, target, key, mean=mean, std=std, levels=ROAD_REMOVED, compat=compat
-    )
+        apply_fn, x01, maps, target, key, mean=mean, std=std, levels=ROAD_REMOVED,
+        compat=compat, space=road_space,
+    )  # fmt: skip
     out.update({k: v for k, v in road.items() if k != "target"})
     if insdel:
         auc = metrics.insertion_deletion(
@@ -132,7 +226,7 @@ def score_batch(ctx: Context, x01, maps, target, index) -> dict[str, np.ndarray]
     """Per-image metric arrays (table in the module docstring) of one batch.
 
     Args:
-      ctx: from :meth:`Context.create`.
+      ctx: from :meth:`Context.create`, for the scored method (:meth:`Context.for_method`).
       x01: ``(B, S, S, 3)`` images in [0, 1].
       maps: ``(B, S, S)`` explanation maps in [0, 1].
       target: ``(B,)`` int, the explained class (the backbone's top-1).
@@ -144,6 +238,7 @@ def score_batch(ctx: Context, x01, maps, target, index) -> dict[str, np.ndarray]
         np.asarray(target, np.int32), key, mean=ctx.mean, std=ctx.std,
         compat=ctx.road_compat,
         insdel=ctx.insertion_deletion_steps if ctx.insertion_deletion else 0,
+        road_space=ctx.road_space(), adic_space=ctx.adic_space,
     )  # fmt: skip
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 

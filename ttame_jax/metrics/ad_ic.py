@@ -10,8 +10,11 @@ with model-truth class ``y_v``,
 
 where ``phi`` keeps the map values at or above the per-image ``1 - nu`` quantile (linear
 interpolation) and zeroes the rest (kept values stay soft), and the product is taken on the
-[0, 1] image *before* normalisation. :func:`ad_ic` returns the per-image terms so an
-evaluator can sum them over batches; :func:`ad_ic_summary` divides.
+[0, 1] image *before* normalisation (``space="pixel"``, the default, as the T-TAME reference
+code for every backbone), or with ``space="normalised"`` on the normalised image
+(``phi(E_v) * norm(I_v)``: the paper's ViT masking rule, Eq. (14)). :func:`ad_ic` returns
+the per-image terms so an evaluator can sum them over batches; :func:`ad_ic_summary`
+divides.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ttame_jax.metrics.common import (
 from ttame_jax.metrics.thresholds import soft_keep
 
 AD_IC_KEPT = (1.0, 0.5, 0.15)  # nu: share of pixels kept (paper: 100 %, 50 %, 15 %)
+SPACES = ("pixel", "normalised")  # where the mask multiplies the image
 
 
 def ad_ic(
@@ -42,6 +46,7 @@ def ad_ic(
     mean: Sequence[float],
     std: Sequence[float],
     kept: Sequence[float] = AD_IC_KEPT,
+    space: str = "pixel",
 ) -> dict[str, jnp.ndarray]:
     """Per-image AD/IC terms at every kept fraction. Pure; wrap it in ``jax.jit``.
 
@@ -52,6 +57,8 @@ def ad_ic(
       target: ``(B,)`` int classes; None = the top-1 class on the unmasked images.
       mean, std: per-channel normalisation of the backbone.
       kept: static kept fractions ``nu`` (1.0 keeps every pixel, soft-weighted by the map).
+      space: ``"pixel"`` masks the [0, 1] image, then normalises (``norm(x * phi)``);
+        ``"normalised"`` masks the normalised image (``phi * norm(x)``).
 
     Returns:
       dict with ``"confidence"`` ``(B,)`` = Y; ``"masked_confidence"`` ``(B, L)`` = O;
@@ -59,16 +66,23 @@ def ad_ic(
       float 1.0 where O > Y; ``"target"`` ``(B,)``.
     """
     check_inputs(images, maps, target)
+    if space not in SPACES:
+        raise ValueError(f"AD/IC masking space must be one of {SPACES}, got {space!r}")
     for nu in kept:
         if not 0.0 < nu <= 1.0:
             raise ValueError(f"kept fractions must be in (0, 1], got {nu}")
-    logits = apply_fn(normalise(images, mean, std))
+    normed = normalise(images, mean, std)
+    logits = apply_fn(normed)
     target = resolve_target(logits, target)
     y, _ = target_scores(logits, target)
     masked = []
     for nu in kept:
         masks = soft_keep(maps, nu)[..., None]
-        o, _ = target_scores(apply_fn(normalise(images * masks, mean, std)), target)
+        if space == "pixel":
+            inputs = normalise(images * masks, mean, std)
+        else:
+            inputs = normed * masks
+        o, _ = target_scores(apply_fn(inputs), target)
         masked.append(o)
     o = jnp.stack(masked, axis=1)
     y_col = y[:, None]

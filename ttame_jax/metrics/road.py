@@ -13,6 +13,12 @@ the softmax probability of the target.
 imputation (noise sigma = 0.01) in the *normalised* input space.
 ``compat="road"``: the ROAD authors' code: exactly ``int(H W r)`` pixels by rank with a
 ``1e-4`` Gaussian tie-breaking jitter, imputation in [0, 1] pixel space, then normalise.
+
+``space`` overrides where the imputation (and its noise) happens, independently of the
+pixel selection: ``"normalised"`` imputes the normalised input; ``"pixel"`` imputes the
+[0, 1] image and then normalises (noise sigma in pixel units). ``None`` (default) keeps
+the compat mode's own space. The T-TAME reference scored T-TAME on the CNNs with the
+grad-cam selection but pixel-space imputation (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -35,6 +41,19 @@ from ttame_jax.metrics.thresholds import LERF, MORF, percentile_keep, rank_keep
 
 ROAD_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)  # removed fractions (paper Figs. 9-14)
 COMPAT = ("grad-cam", "road")
+SPACES = ("normalised", "pixel")  # where ROAD imputes (and adds its noise)
+_COMPAT_SPACE = {"grad-cam": "normalised", "road": "pixel"}
+
+
+def imputation_space(compat: str, space: str | None = None) -> str:
+    """Where ROAD imputes: ``space``, or (``None``) the compat mode's own space."""
+    if compat not in COMPAT:
+        raise ValueError(f"compat must be one of {COMPAT}, got {compat!r}")
+    if space is None:
+        return _COMPAT_SPACE[compat]
+    if space not in SPACES:
+        raise ValueError(f"ROAD imputation space must be one of {SPACES} or None, got {space!r}")
+    return space
 
 
 def road(
@@ -49,6 +68,7 @@ def road(
     levels: Sequence[float] = ROAD_LEVELS,
     orders: Sequence[str] = (MORF, LERF),
     compat: str = "grad-cam",
+    space: str | None = None,
     noise: float = 0.01,
     jitter: float = 1e-4,
     rtol: float = 2e-4,
@@ -66,7 +86,9 @@ def road(
       levels: static removed fractions in (0, 1).
       orders: any of ``"morf"``, ``"lerf"``.
       compat: ``"grad-cam"`` or ``"road"`` (see the module docstring).
-      noise: imputation noise std (normalised units for grad-cam, [0, 1] units for road).
+      space: ``"normalised"``, ``"pixel"`` or ``None`` (the compat mode's own: normalised
+        for grad-cam, pixel for road): where the removed pixels are imputed.
+      noise: imputation noise std, in the units of ``space``.
       jitter: rank tie-breaking jitter std (``compat="road"`` only).
       rtol, max_iter: imputation solver settings.
 
@@ -75,8 +97,7 @@ def road(
       ``"<order>_prob"`` ``(B, L)`` target softmax probability, and ``"target"`` ``(B,)``.
     """
     check_inputs(images, maps, target)
-    if compat not in COMPAT:
-        raise ValueError(f"compat must be one of {COMPAT}, got {compat!r}")
+    space = imputation_space(compat, space)
     for r in levels:
         if not 0.0 < r < 1.0:
             raise ValueError(f"ROAD levels are removed fractions in (0, 1), got {r}")
@@ -92,7 +113,7 @@ def road(
             else:  # one jitter draw for every level and order: nested removed sets
                 keeps.append(rank_keep(maps, r, order, jitter_key, jitter))
     n = len(keeps)  # all (order, level) variants are imputed in one solver call
-    source = normed if compat == "grad-cam" else images
+    source = normed if space == "normalised" else images
     imputed = noisy_linear_impute(
         jnp.tile(source, (n, 1, 1, 1)),
         jnp.concatenate(keeps),
@@ -101,7 +122,7 @@ def road(
         rtol=rtol,
         max_iter=max_iter,
     ).reshape(n, *images.shape)
-    if compat == "road":
+    if space == "pixel":
         imputed = normalise(imputed, mean, std)
     prob, correct = jax.lax.map(lambda x: target_scores(apply_fn(x), target), imputed)
     out = {"target": target}
