@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from ttame_jax.core.masking import normalize
 from ttame_jax.metrics.common import (
     ApplyFn,
     check_inputs,
-    normalise,
     resolve_target,
     target_scores,
 )
@@ -71,7 +71,7 @@ def ad_ic(
     for nu in kept:
         if not 0.0 < nu <= 1.0:
             raise ValueError(f"kept fractions must be in (0, 1], got {nu}")
-    normed = normalise(images, mean, std)
+    normed = normalize(images, mean, std)
     logits = apply_fn(normed)
     target = resolve_target(logits, target)
     y, _ = target_scores(logits, target)
@@ -79,7 +79,7 @@ def ad_ic(
     for nu in kept:
         masks = soft_keep(maps, nu)[..., None]
         if space == "pixel":
-            inputs = normalise(images * masks, mean, std)
+            inputs = normalize(images * masks, mean, std)
         else:
             inputs = normed * masks
         o, _ = target_scores(apply_fn(inputs), target)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -33,18 +33,6 @@ def check_inputs(images, maps, target=None) -> None:
             f"target must be one class index per image, shape ({images.shape[0]},), "
             f"got {tuple(target.shape)}"
         )
-
-
-def normalise(images: jnp.ndarray, mean: Sequence[float], std: Sequence[float]) -> jnp.ndarray:
-    """``(images - mean) / std`` over the channel axis of an NHWC batch."""
-    mean = jnp.asarray(mean, jnp.float32)
-    std = jnp.asarray(std, jnp.float32)
-    if mean.shape != (images.shape[-1],) or std.shape != (images.shape[-1],):
-        raise ValueError(
-            f"mean and std need one value per channel ({images.shape[-1]}), got shapes "
-            f"{mean.shape} and {std.shape}"
-        )
-    return (images - mean) / std
 
 
 def target_scores(logits: jnp.ndarray, target: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:

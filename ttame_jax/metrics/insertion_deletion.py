@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ttame_jax.core.masking import normalize
 from ttame_jax.metrics.common import (
     ApplyFn,
     check_inputs,
-    normalise,
     resolve_target,
     target_scores,
 )
@@ -88,7 +88,7 @@ def insertion_deletion(
     b, h, w, c = images.shape
     images = images.astype(jnp.float32)
     if target is None:
-        target = resolve_target(apply_fn(normalise(images, mean, std)), None)
+        target = resolve_target(apply_fn(normalize(images, mean, std)), None)
     target = jnp.asarray(target).astype(jnp.int32)
 
     order = jnp.argsort(-maps.reshape(b, -1), axis=-1, stable=True)
@@ -109,7 +109,7 @@ def insertion_deletion(
         inserted = jnp.where(shown, images[None], blurred[None])
         deleted = jnp.where(shown, constant[None], images[None])
         batch = jnp.concatenate([inserted, deleted]).reshape(2 * chunk * b, h, w, c)
-        p, _ = target_scores(apply_fn(normalise(batch, mean, std)), jnp.tile(target, 2 * chunk))
+        p, _ = target_scores(apply_fn(normalize(batch, mean, std)), jnp.tile(target, 2 * chunk))
         return p.reshape(2, chunk, b)
 
     probs = jax.lax.map(curve_chunk, counts.reshape(n_chunks, chunk))  # (n_chunks, 2, chunk, B)

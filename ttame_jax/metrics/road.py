@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ttame_jax.core.masking import normalize
 from ttame_jax.metrics.common import (
     ApplyFn,
     check_inputs,
-    normalise,
     resolve_target,
     target_scores,
 )
@@ -102,7 +102,7 @@ def road(
         if not 0.0 < r < 1.0:
             raise ValueError(f"ROAD levels are removed fractions in (0, 1), got {r}")
     images = images.astype(jnp.float32)
-    normed = normalise(images, mean, std)
+    normed = normalize(images, mean, std)
     target = resolve_target(apply_fn(normed) if target is None else None, target)
     jitter_key, noise_key = jax.random.split(key)
     keeps = []
@@ -123,7 +123,7 @@ def road(
         max_iter=max_iter,
     ).reshape(n, *images.shape)
     if space == "pixel":
-        imputed = normalise(imputed, mean, std)
+        imputed = normalize(imputed, mean, std)
     prob, correct = jax.lax.map(lambda x: target_scores(apply_fn(x), target), imputed)
     out = {"target": target}
     for i, order in enumerate(orders):
