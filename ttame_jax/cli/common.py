@@ -255,16 +255,9 @@ def load_checkpoint(checkpoint: str, step: int | None):
     Raises:
       FileNotFoundError / ValueError (incl. ``rundir.CheckpointError``): with the reason.
     """
-    from ttame_jax import rundir
-    from ttame_jax.backbones import load_pretrained
-    from ttame_jax.core.explainer import Explainer
+    from ttame_jax.core.explainer import load_run
 
-    workdir = rundir.find(checkpoint)
-    config = rundir.read_config(workdir)
-    step, attn_vars = rundir.load_attention(workdir, step)
-    bb = config.backbone
-    backbone_vars = load_pretrained(bb.name, bb.weights, seed=bb.seed)
-    return Explainer.from_config(config, backbone_vars, attn_vars), config, workdir, step
+    return load_run(checkpoint, step)
 
 
 @functools.cache

@@ -200,6 +200,25 @@ def explain(params: Explainer, x, target=None, classes=None, all_classes: bool =
     return _explain(params, x, target, classes, bool(all_classes))
 
 
+def load_run(workdir, step: int | None = None):
+    """``(explainer, config, workdir, step)`` of a training run: :func:`load` that also
+    says which run directory and which checkpoint step it read (the CLI and the
+    evaluator report them).
+
+    Raises:
+      as :func:`load`.
+    """
+    from ttame_jax import rundir
+    from ttame_jax.backbones import load_pretrained
+
+    workdir = rundir.find(workdir)
+    config = rundir.read_config(workdir)
+    step, attn_vars = rundir.load_attention(workdir, step)
+    bb = config.backbone
+    backbone_vars = load_pretrained(bb.name, bb.weights, seed=bb.seed)
+    return Explainer.from_config(config, backbone_vars, attn_vars), config, workdir, step
+
+
 def load(workdir, step: int | None = None) -> Explainer:
     """Loads a trained explainer from a training workdir.
 
@@ -218,12 +237,4 @@ def load(workdir, step: int | None = None) -> Explainer:
       ValueError: ``step`` was not saved; :class:`ttame_jax.rundir.CheckpointError` if no
         candidate checkpoint restores (each step tried is named).
     """
-    from ttame_jax import rundir
-    from ttame_jax.backbones import load_pretrained
-
-    workdir = rundir.find(workdir)
-    config = rundir.read_config(workdir)
-    _, attn_vars = rundir.load_attention(workdir, step)
-    bb = config.backbone
-    backbone_vars = load_pretrained(bb.name, bb.weights, seed=bb.seed)
-    return Explainer.from_config(config, backbone_vars, attn_vars)
+    return load_run(workdir, step)[0]

@@ -155,7 +155,7 @@ def evaluate(
       ``files`` (``{"results.json" | "report.md" | "road_curves.png": path}``).
     """
     from ttame_jax.backbones import get_spec
-    from ttame_jax.core.explainer import load
+    from ttame_jax.core.explainer import load_run
     from ttame_jax.evaluation import report
 
     train_dir = rundir.find(checkpoint_dir)
@@ -164,16 +164,14 @@ def evaluate(
     ec = config.eval
     methods = list(ec.methods if methods is None else methods)
     check_names(methods)
-    if ec.step is None:  # the newest step that restores (a damaged newer one: warned)
-        step, _ = rundir.load_attention(train_dir)
-    else:
-        step = rundir.pick_step(train_dir, ec.step)
+    rundir.pick_step(train_dir, ec.step)  # no checkpoint / unknown step: before any work
     extra = dict(extra_metrics or {})
     inputs.check_same_model(config, saved)
     source = inputs.open_split(config, ec.split, get_spec(saved.backbone.name).input_size)
     total = len(source) if ec.num_images is None else min(ec.num_images, len(source))
 
-    explainer = load(train_dir, step)
+    # The given step, or the newest that restores (a damaged newer one is warned about).
+    explainer, _, _, step = load_run(train_dir, ec.step)
     resolved = build_methods(methods, explainer, method_options(ec, methods))
     ctx = scoring.Context.from_eval(explainer, ec)
     workdir = workdir or f"{train_dir}/eval"

@@ -42,6 +42,7 @@ import numpy as np
 
 from ttame_jax import metrics
 from ttame_jax.core.masking import masking_rule
+from ttame_jax.evaluation.methods import TTAME  # its ROAD space is road_space_ttame
 from ttame_jax.metrics.road import imputation_space
 
 ADIC_KEPT = metrics.AD_IC_KEPT  # kept fractions of AD/IC (paper: 100 %, 50 %, 15 %)
@@ -49,7 +50,6 @@ ROAD_REMOVED = metrics.ROAD_LEVELS  # removed fractions of ROAD
 COMPATS = ("grad-cam", "road")
 ROAD_NOISE_SEED = 0  # ROAD imputation noise: key = fold_in(key(seed), first image index)
 ADIC_MASKING = ("pixel", "backbone")
-TTAME = "ttame"  # the method whose ROAD space is road_space_ttame (all others: baselines)
 _ADIC_KEYS = ("confidence", "masked_confidence", "drop", "increase")
 
 
