@@ -10,7 +10,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from ttame_jax.config import DataConfig
-from ttame_jax.data import build_source
+from ttame_jax.data import build_source, tfds_source
 from ttame_jax.data.source import DataSource
 
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -131,6 +131,20 @@ def test_corrupt_record_is_skipped_and_counted(tiny_dir, caplog, decoder):
     assert train.skipped == 1 and "skipping unreadable image ttame_tiny_imagenet/train[" in (
         caplog.text
     )
+
+
+def test_jpeg_draft_reaches_our_decoder(tiny_dir, monkeypatch):
+    # The tiny JPEGs are too small to be reduced, so the draft only shows in the call.
+    from ttame_jax.data import preprocess
+
+    calls, load = [], preprocess.load_image
+    spy = lambda data, draft=None: calls.append(draft) or load(data, draft)  # noqa: E731
+    monkeypatch.setattr(preprocess, "load_image", spy)
+    cfg = _tiny_cfg(tiny_dir, val_size=2, test_size=2, jpeg_draft=True)
+    val = build_source(cfg, "val", input_size=S, seed=0)
+    assert len(next(val.batches(2))["index"]) == 2 and calls == [37, 37]  # R for S = 32
+    with pytest.raises(ValueError, match="jpeg_draft needs our JPEG decoder"):
+        tfds_source.build_source("val", input_size=S, seed=0, decoder="tfds", jpeg_draft=True)
 
 
 def test_missing_dataset_says_how_to_prepare_it(tmp_path):

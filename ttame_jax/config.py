@@ -176,6 +176,8 @@ class DataConfig:
     num_workers: int | None = None
     # Batches decoded ahead of the consumer.
     prefetch: int = 2
+    # JPEGs >= 2x the resize target: decode at 1/2-1/8 scale (PIL draft). Faster, not exact.
+    jpeg_draft: bool = False
     # synthetic: generated training images.
     train_size: int = 4000
     # synthetic: share of *test* images with two targets of two classes (counterfactuals).
@@ -207,6 +209,14 @@ class DataConfig:
                 )
             if self.tfds_decoder not in ("pil", "tfds"):
                 out.append(f"data.tfds_decoder must be 'pil' or 'tfds', got {self.tfds_decoder!r}")
+        tfds_decodes = self.name == "imagenet_tfds" and self.tfds_decoder == "tfds"
+        if self.jpeg_draft and (self.name == "synthetic" or tfds_decodes):
+            out.append(
+                "data.jpeg_draft applies to our JPEG decoder only (data.name='imagefolder', or "
+                f"'imagenet_tfds' with data.tfds_decoder='pil'), not to name={self.name!r}"
+                + (" with tfds_decoder='tfds'" if tfds_decodes else "")
+                + "; set data.jpeg_draft=false"
+            )
         if self.name == "synthetic":
             for key in ("train_size", "val_size", "test_size"):
                 if getattr(self, key) < 1:

@@ -40,7 +40,7 @@ def build_source(data_cfg: DataConfig, split: str, *, input_size: int, seed: int
 
         return synthetic.build_source(d, split, input_size=input_size, seed=seed)
     holdout = {"val_size": d.val_size, "test_size": d.test_size, "split_seed": d.split_seed}
-    loading = {"num_workers": d.num_workers, "prefetch": d.prefetch}
+    loading = {"num_workers": d.num_workers, "prefetch": d.prefetch, "jpeg_draft": d.jpeg_draft}
     if d.name == "imagefolder":
         from ttame_jax.data import imagefolder
 

@@ -10,7 +10,9 @@ Resizing is PIL's bilinear filter (``Image.BILINEAR``), which is what
 scaled to the downsampling factor, i.e. it is antialiased; torchvision's ``antialias`` flag
 only matters for tensors). The output size and the centre-crop offsets use torchvision's
 arithmetic (``int()`` truncation of the long side, ``int(round(.))`` offsets), so the eval
-path is bit-identical to ``Resize(R) + CenterCrop(S) + ToTensor()`` (tested).
+path is bit-identical to ``Resize(R) + CenterCrop(S) + ToTensor()`` (tested). The opt-in
+draft decoding of large JPEGs (``load_image(..., draft_short_side=R)``, ``data.jpeg_draft``)
+trades that exactness for speed.
 
 The work per image is bounded: images beyond ``MAX_PIXELS`` pixels or a 1:``MAX_ASPECT_RATIO``
 aspect ratio raise :class:`ImageSizeError` (one of ``DECODE_ERRORS``) from their header size,
@@ -99,8 +101,18 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(source: str | os.PathLike | bytes) -> Image.Image:
-    """Decodes an image file (path or encoded bytes) fully into an RGB PIL image.
+def load_image(
+    source: str | os.PathLike | bytes, draft_short_side: int | None = None
+) -> Image.Image:
+    """Decodes an image file (path or encoded bytes) into an RGB PIL image.
+
+    With ``draft_short_side`` = R (``data.jpeg_draft``), a JPEG at least twice as large
+    as its resize target (short side R, long side as in :func:`short_side_size`) is
+    decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling (PIL ``Image.draft``; the
+    reduced image is never smaller than the target) and resized at once to the target
+    with the same bilinear filter, so the transforms' own resize then leaves it as it
+    is. The pixels differ from the full decode (docs/data.md, "Draft decoding"); other
+    images, and JPEGs less than twice the target, come out exactly as without it.
 
     Raises:
       One of ``DECODE_ERRORS`` if the file is missing, truncated or not an image, or
@@ -109,8 +121,16 @@ def load_image(source: str | os.PathLike | bytes) -> Image.Image:
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     with Image.open(fp) as img:
         check_size(*img.size)
+        full_size, drafted = img.size, None
+        if draft_short_side is not None:
+            target = short_side_size(*full_size, draft_short_side)
+            drafted = img.draft("RGB", target)  # JPEG: (mode, box); other formats: None.
         img.load()  # Decode now, so corrupt data fails here and not later.
-        return to_rgb(img)
+        if drafted is None or img.size == full_size:
+            return to_rgb(img)
+        # box = (0, 0, W / scale, H / scale): the full image's extent in reduced pixels, so
+        # the output pixel centres are those of the full-size resize.
+        return to_rgb(img).resize(target, Image.BILINEAR, box=drafted[1])
 
 
 def from_array(array: np.ndarray) -> Image.Image:
@@ -126,18 +146,21 @@ def from_array(array: np.ndarray) -> Image.Image:
     return to_rgb(Image.fromarray(array))
 
 
-def resize_short_side(img: Image.Image, size: int) -> Image.Image:
-    """Resizes so the short side is ``size`` (torchvision ``Resize(size)`` on PIL).
+def short_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) after resizing the short side to ``size`` (torchvision ``Resize``).
 
     The long side is ``int(size * long / short)`` (truncated, as torchvision computes it).
     """
-    w, h = img.size
-    short, long = (w, h) if w <= h else (h, w)
-    if short == size:
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def resize_short_side(img: Image.Image, size: int) -> Image.Image:
+    """Resizes so the short side is ``size`` (torchvision ``Resize(size)`` on PIL)."""
+    if min(img.size) == size:
         return img
-    new_long = int(size * long / short)
-    new_w, new_h = (size, new_long) if w <= h else (new_long, size)
-    return img.resize((new_w, new_h), Image.BILINEAR)
+    return img.resize(short_side_size(*img.size, size), Image.BILINEAR)
 
 
 def _check_fits(img: Image.Image, size: int) -> None:

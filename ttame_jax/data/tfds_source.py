@@ -97,6 +97,7 @@ def build_source(
     num_workers: int | None = None,
     prefetch: int = 2,
     decoder: str = "pil",
+    jpeg_draft: bool = False,
 ) -> ImageSource:
     """An ``ImageSource`` over a TFDS image classification dataset (features "image", "label").
 
@@ -110,7 +111,14 @@ def build_source(
       num_workers: decoding threads (None: all cores).
       prefetch: batches decoded ahead.
       decoder: "pil" (default: our decoder on the encoded bytes) or "tfds" (TFDS decodes).
+      jpeg_draft: with the "pil" decoder, decode large JPEGs at a reduced scale
+        (``preprocess.load_image``'s ``draft_short_side``); faster, not exact.
     """
+    if jpeg_draft and decoder != "pil":
+        raise ValueError(
+            f"jpeg_draft needs our JPEG decoder: use decoder='pil' (data.tfds_decoder), not "
+            f"{decoder!r}, or jpeg_draft=False"
+        )
     split_lib.check_split(split)
     tfds_split = "train" if split == "train" else "validation"
     ds = open_split(name, tfds_split, data_dir, decoder)
@@ -124,10 +132,12 @@ def build_source(
     label_feature = ds.dataset_info.features["label"]
     names = tuple(label_feature.names) if label_feature.names else None
 
+    draft = preprocess.resize_size(input_size) if jpeg_draft else None
+
     def read(i: int):
         if decoder == "pil":
             example = ds[int(keep[i])]
-            return preprocess.load_image(example["image"]), int(example["label"])
+            return preprocess.load_image(example["image"], draft), int(example["label"])
         try:  # TFDS/OpenCV signal corrupt data with assorted exception types.
             example = ds[int(keep[i])]
         except Exception as err:
