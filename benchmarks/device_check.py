@@ -80,6 +80,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dataload import write_jpegs  # noqa: E402
 from train_step import reference_step  # noqa: E402
 
 import ttame_jax  # noqa: E402
@@ -242,23 +243,6 @@ def road_ours(n: int, size: int, a) -> dict:
     its = np.concatenate(iterations)
     note = f"{n} images x {len(ROAD_LEVELS)} levels per call, CG iterations {its.min()}-{its.max()}"
     return {"compile_s": compile_s, "sec_per_iter": sec, "images_per_s": 1 / sec, "note": note}
-
-
-def write_jpegs(root: str, count: int, size=(500, 375), classes: int = 4) -> None:
-    """``count`` JPEGs (quality 90) of ``size`` in ``root/train/class_k/``: smooth + noise."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    w, h = size
-    for i in range(count):
-        folder = os.path.join(root, "train", f"class_{i % classes}")
-        os.makedirs(folder, exist_ok=True)
-        base = np.asarray(
-            Image.fromarray((rng.random((6, 8, 3)) * 255).astype(np.uint8)).resize((w, h))
-        )
-        noise = rng.normal(0, 12, (h, w, 3))
-        pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(os.path.join(folder, f"{i:05d}.jpg"), quality=90)
 
 
 def loader_ours(root: str, count: int, a) -> dict:
