@@ -2,6 +2,7 @@
 full decode, and exactly the default path wherever no reduction applies."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -112,3 +113,16 @@ def test_config_default_and_checks():
     assert DataConfig(name="imagenet_tfds", jpeg_draft=True).errors() == []
     with pytest.raises(ValueError, match="data.jpeg_draft must be true or false"):
         from_dict({"data": {"jpeg_draft": "yes"}})
+
+
+def test_old_run_directories_keep_exact_decoding_and_a_change_is_seen(tmp_path):
+    from ttame_jax import rundir
+    from ttame_jax.config import to_dict
+
+    old = to_dict(from_dict({}))
+    del old["data"]["jpeg_draft"]  # a config.json written before the field existed
+    (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps(old))
+    before = rundir.read_config(str(tmp_path))
+    assert before.data.jpeg_draft is False
+    after = from_dict({"data": {"jpeg_draft": True}})
+    assert rundir.config_changes(before, after) == [("data.jpeg_draft", False, True)]
