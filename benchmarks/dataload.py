@@ -7,7 +7,8 @@ size) and ``--large`` images of 1000x750. On each folder and for both preprocess
 * eval: resize the short side to 256, centre crop 224, to float;
 * train: resize the short side to 256, random crop 224, random flip, to float (shuffled),
 
-it runs, one pass per repeat (batch ``--batch``, after one warm-up pass):
+it runs, one pass per repeat (batch ``--batch``, after one warm-up pass; the loaders take
+turns within each repeat):
 
 * ours: ``data.imagefolder.build_source(...).batches`` with one decoding thread
   (``--threads``), exact (the default) and with ``jpeg_draft=True``;
@@ -17,13 +18,13 @@ it runs, one pass per repeat (batch ``--batch``, after one warm-up pass):
   default non-persistent worker, forked per pass).
 
 It prints images/s (wall, best repeat) and images per CPU-second (the process's CPU time
-plus its reaped workers', over the best repeat: the rate per core, which contention from
+plus its reaped workers', best repeat: the rate per core, which contention from
 other jobs affects less than the wall time), each ratio to torchvision ``num_workers=0``,
 then the deviation of the eval output from torchvision's on the same files (max and mean
-absolute difference in 1/255; the exact path must be 0), the single-thread milliseconds
-per stage, the CPU model, the load average before and after, and the date.
+absolute difference in 1/255; the exact path must be 0), the CPU milliseconds per stage
+of one image, the CPU model, the load average before and after, and the date.
 
-    python benchmarks/dataload.py [--small 96] [--large 32] [--repeats 3] [--batch 32]
+    python benchmarks/dataload.py [--small 96] [--large 32] [--repeats 5] [--batch 32]
 """
 
 from __future__ import annotations
@@ -66,18 +67,22 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def measure(run, count: int, repeats: int) -> dict:
-    """Best of ``repeats`` passes (after a warm-up pass): wall and CPU images/s."""
-    run()
-    best = None
+def measure(runs: dict, count: int, repeats: int) -> dict:
+    """Images per wall second and per CPU second of each run, each from its best of
+    ``repeats`` passes (after a warm-up pass). The runs take turns within each repeat, so
+    a change in the machine's load hits them alike."""
+    for run in runs.values():
+        run()
+    best = {}
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), _cpu_s()
-        n = run()
-        wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
-        assert n == count, (n, count)
-        if best is None or wall < best[0]:
-            best = (wall, cpu)
-    return {"img_s": count / best[0], "img_cpu_s": count / best[1]}
+        for name, run in runs.items():
+            wall, cpu = time.perf_counter(), _cpu_s()
+            n = run()
+            wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
+            assert n == count, (n, count)
+            w0, c0 = best.get(name, (wall, cpu))
+            best[name] = (min(w0, wall), min(c0, cpu))
+    return {k: {"img_s": count / w, "img_cpu_s": count / c} for k, (w, c) in best.items()}
 
 
 def ours(root: str, augment: bool, threads: int, draft: bool, batch: int):
@@ -130,26 +135,24 @@ def deviation(root: str) -> dict:
     return out
 
 
-def stages(path: str, repeats: int = 20) -> dict:
-    """Single-thread milliseconds per stage of one image (best of ``repeats``)."""
+def stages(path: str, repeats: int = 30) -> dict:
+    """CPU milliseconds per stage of one image, one thread (best of ``repeats``, by turns)."""
     r = preprocess.resize_size(S)
-
-    def best(fn):
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return 1e3 * min(times)
-
     full = preprocess.load_image(path)
     resized = preprocess.resize_short_side(full, r)
-    return {
-        "decode": best(lambda: preprocess.load_image(path)),
-        "resize": best(lambda: preprocess.resize_short_side(full, r)),
-        "crop+float": best(lambda: preprocess.eval_transform(resized, S)),
-        "draft decode+resize": best(lambda: preprocess.load_image(path, r)),
+    work = {
+        "decode": lambda: preprocess.load_image(path),
+        "resize": lambda: preprocess.resize_short_side(full, r),
+        "crop+float": lambda: preprocess.eval_transform(resized, S),
+        "draft decode+resize": lambda: preprocess.load_image(path, r),
     }
+    best = dict.fromkeys(work, float("inf"))
+    for _ in range(repeats):
+        for name, fn in work.items():
+            t = time.thread_time()  # CPU time: preemption by other jobs does not count
+            fn()
+            best[name] = min(best[name], 1e3 * (time.thread_time() - t))
+    return best
 
 
 def _cpu_model() -> str:
@@ -167,7 +170,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", type=int, default=96, help="500x375 JPEGs")
     p.add_argument("--large", type=int, default=32, help="1000x750 JPEGs")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", default="1", help="our decoding threads, e.g. 1,2")
     a = p.parse_args(argv)
@@ -176,7 +179,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)  # num_workers=0: the main process is the one core
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
     print(f"{date}, CPU: {_cpu_model()}, {os.cpu_count()} cores, load {os.getloadavg()}")
-    print(f"S={S}, batch {a.batch}, best of {a.repeats} passes after a warm-up pass\n")
+    print(f"S={S}, batch {a.batch}, best of {a.repeats} passes (taking turns) after a warm-up\n")
     header = "| JPEGs | path | loader | img/s | img per CPU-s | vs torchvision w0 (CPU-s) |"
     rows, extra = [header, "|---|---|---|---|---|---|"], []
     with tempfile.TemporaryDirectory(prefix="ttame_dataload_") as tmp:
@@ -193,7 +196,7 @@ def main(argv=None) -> None:
                 for t in (int(x) for x in a.threads.split(",")):
                     runs[f"ours {t} thread(s)"] = ours(root, augment, t, False, a.batch)
                     runs[f"ours {t} thread(s), draft"] = ours(root, augment, t, True, a.batch)
-                res = {name: measure(run, count, a.repeats) for name, run in runs.items()}
+                res = measure(runs, count, a.repeats)
                 ref = res["torchvision w0"]["img_cpu_s"]
                 for name, r in res.items():
                     rows.append(
@@ -212,11 +215,11 @@ def main(argv=None) -> None:
     print("\n".join(rows))
     print(
         "\nEval output vs torchvision on the same files (|difference| in 1/255), and "
-        "single-thread ms per image:\n"
+        "CPU ms per image and stage (one thread):\n"
     )
     print(
-        "| JPEGs | exact max | draft max | draft mean | draft p99 | decode ms | resize ms | "
-        "crop+float ms | draft decode+resize ms |"
+        "| JPEGs | exact max | draft max | draft mean | draft p99 | decode | resize | "
+        "crop+float | draft decode+resize |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(extra))

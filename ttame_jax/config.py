@@ -176,7 +176,8 @@ class DataConfig:
     num_workers: int | None = None
     # Batches decoded ahead of the consumer.
     prefetch: int = 2
-    # JPEGs >= 2x the resize target: decode at 1/2-1/8 scale (PIL draft). Faster, not exact.
+    # imagefolder, imagenet_tfds (pil): JPEGs >= 2x the resize target decode at 1/2-1/8 scale
+    # (PIL draft): faster, pixels differ from torchvision (docs/data.md, Draft decoding).
     jpeg_draft: bool = False
     # synthetic: generated training images.
     train_size: int = 4000
