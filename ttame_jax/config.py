@@ -78,7 +78,7 @@ class ModelConfig:
     vit_adapter: str = "drop-class-token"
     # Backbone mode inside the training loss: "eval" (running BatchNorm statistics, no
     # dropout; ours) | "reference" (train=True in both passes, as the reference code ran it:
-    # batch statistics, dropout on; needs a backbone with a `train` argument; docs/evaluation.md).
+    # batch statistics, dropout on; every built-in backbone; docs/evaluation.md).
     backbone_mode: str = "eval"
 
     def errors(self) -> list[str]:

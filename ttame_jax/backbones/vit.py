@@ -6,7 +6,9 @@ self_attention, ln_2, mlp_0, mlp_3}``, ``encoder/ln``, ``heads_head``.
 torch's fused ``in_proj_weight`` of ``self_attention`` becomes the separate
 ``query``/``key``/``value`` kernels of Flax's ``MultiHeadDotProductAttention``
 (done by the converter). LayerNorm eps 1e-6 and exact (erf) GELU as in torch.
-Eval mode: dropout is off (torchvision's vit_b_16 uses rate 0 anyway).
+No dropout: torchvision's ``vit_b_16`` has ``dropout = attention_dropout = 0.0`` and no
+BatchNorm, so its ``model.train()`` computes exactly what eval mode computes; ``train``
+is accepted (``config.model.backbone_mode="reference"``) and changes nothing.
 """
 
 from __future__ import annotations
@@ -111,6 +113,9 @@ class ViT_B_16(nn.Module):  # torchvision's class name
     ``(B, 197, 768)`` (class token first, patches row-major), except
     ``conv_proj`` ``(B, 14, 14, 768)``.
 
+    ``train`` is accepted for the reference's training mode and changes nothing (the
+    module docstring says why).
+
     Attributes:
       num_classes: size of ``heads.head``.
       dtype: computation dtype (parameters stay float32).
@@ -122,7 +127,8 @@ class ViT_B_16(nn.Module):  # torchvision's class name
     tap_paths: ClassVar[dict[str, tuple[str, ...]]] = _tap_table()
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, train: bool = False):
+        del train  # dropout rate 0 and no BatchNorm: train mode = eval mode
         check_input(x, "vit_b_16", IMAGE_SIZE)
         x = jnp.asarray(x, self.dtype)
         x = nn.Conv(
