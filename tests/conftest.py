@@ -45,3 +45,31 @@ def tiny_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("tiny_run"))
     train_and_evaluate(config, workdir)
     return workdir
+
+
+# Our ViT module at the size of a 2-block timm DeiT-Ti on 64 px images (8 px patches).
+TINY_DEIT = dict(image_size=64, patch=8, hidden=192, depth=2, num_heads=3, mlp_dim=768)
+
+
+@pytest.fixture(scope="session")
+def tiny_deit():
+    """``(timm model, our module, our variables, its size arguments)``: timm's
+    ``deit_tiny_patch16_224`` built (random init, no download) with 2 blocks, 64 px input
+    and 8 classes, converted by ``convert_timm`` with DeiT-B's table (the same layout at
+    another size). Head and class token re-drawn (timm initialises them to zero)."""
+    timm = pytest.importorskip("timm")
+    import torch
+
+    from ttame_jax.backbones import convert_timm, create
+
+    torch.manual_seed(0)
+    tm = timm.create_model(
+        "deit_tiny_patch16_224", pretrained=False, img_size=64, patch_size=8, depth=2,
+        num_classes=8,
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        tm.head.weight.normal_(0.0, 0.2)
+        tm.cls_token.normal_(0.0, 0.5)
+    variables = convert_timm("deit_base_patch16_224", tm.state_dict(), num_classes=8, **TINY_DEIT)
+    size = dict(num_classes=8, **TINY_DEIT)
+    return tm, create("deit_base_patch16_224", **size), variables, size

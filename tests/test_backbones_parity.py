@@ -1,10 +1,13 @@
-"""Parity of the Flax backbones with torchvision and timm (random init, eval mode).
+"""Parity of the Flax backbones with torchvision and timm (random init; eval mode, and train
+mode at the end).
 
 Each reference model is built once per module with a fixed torch seed; BatchNorm
 running statistics, ViT's zero-initialised head and class token are randomised
 first so that they are really exercised. Logits and taps are compared on the
 same inputs: max |ours - torch| <= 1e-4 * max |torch|.
 """
+
+import copy
 
 import jax
 import jax.numpy as jnp
@@ -189,3 +192,81 @@ def test_dtype_sets_computation_not_parameters(name):
     variables = jax.eval_shape(module.init, jax.random.key(0), x)
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
     assert jax.eval_shape(module.apply, variables, x).dtype == jnp.bfloat16
+
+
+# -- train mode (issue 12 D7: model.backbone_mode="reference") ---------------------------
+
+
+def _vgg_dropout_masks(module, variables, x, key):
+    """Our VGG-16 in train mode: logits and the keep masks of classifier.2 / .5."""
+    names = ("classifier_1", "classifier_2", "classifier_4", "classifier_5")
+    logits, state = module.apply(
+        variables,
+        x,
+        train=True,
+        rngs={"dropout": key},
+        capture_intermediates=lambda m, _: m.name in names,
+        mutable=["intermediates"],
+    )
+    out = {n: np.asarray(state["intermediates"][n]["__call__"][0]) for n in names}
+    masks = []
+    for before, after in (("classifier_1", "classifier_2"), ("classifier_4", "classifier_5")):
+        alive = out[before] > 0  # a ReLU output: zeros carry no information on the mask
+        kept = out[after] != 0
+        assert not np.any(kept & ~alive)
+        # torch's rule: kept activations are scaled by 1 / (1 - p) = 2, the others are 0.
+        np.testing.assert_allclose(out[after][kept], 2.0 * out[before][kept], rtol=1e-6)
+        fraction = kept[alive].mean()
+        assert 0.45 < fraction < 0.55, f"{after}: kept {fraction:.3f} of the units, p = 0.5"
+        masks.append(kept)
+    return np.asarray(logits), masks
+
+
+@pytest.mark.parametrize(
+    "torchvision_case",
+    # ViT-B/16's check is only that nothing changes (slow: two full passes on each side).
+    ["resnet50", "vgg16", pytest.param("vit_b_16", marks=pytest.mark.slow)],
+    indirect=True,
+)
+def test_train_mode_equals_torchvision_train_mode(torchvision_case):
+    """``train=True`` is torchvision's ``model.train()`` forward: ResNet-50's BatchNorm on
+    the batch's statistics; VGG-16's dropout (p = 0.5; torch given the same keep masks);
+    ViT-B/16 unchanged (its dropout rates are 0)."""
+    name, model, variables = torchvision_case
+    module = create(name)
+    size = 224 if name == "vit_b_16" else 64
+    x = np.random.default_rng(7).normal(size=(4, size, size, 3)).astype(np.float32)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    eval_logits = np.asarray(module.apply(variables, jnp.asarray(x)))
+    if name == "resnet50":
+        ours, _ = module.apply(variables, x, train=True, mutable=["batch_stats"])
+        with torch.no_grad():  # on a copy: torch's train forward updates the running stats
+            want = copy.deepcopy(model).train()(xt).numpy()
+        assert_close(ours, want, "resnet50 train mode")
+        assert not np.allclose(ours, eval_logits, atol=1e-3)  # batch statistics were used
+    elif name == "vgg16":
+        ours, masks = _vgg_dropout_masks(module, variables, x, jax.random.key(0))
+        hooks = [
+            model.classifier[i].register_forward_hook(
+                lambda _m, inp, _out, keep=torch.from_numpy(keep): inp[0] * keep * 2.0
+            )
+            for i, keep in zip((2, 5), masks, strict=True)
+        ]
+        try:
+            with torch.no_grad():
+                want = model.train()(xt).numpy()
+        finally:
+            model.eval()
+            for h in hooks:
+                h.remove()
+        assert_close(ours, want, "vgg16 train mode (same dropout masks)")
+        assert not np.allclose(ours, eval_logits, atol=1e-3)
+        other, _ = _vgg_dropout_masks(module, variables, x, jax.random.key(1))
+        assert not np.allclose(other, ours)  # the key draws the masks
+    else:
+        ours = np.asarray(module.apply(variables, jnp.asarray(x), train=True))
+        with torch.no_grad():
+            want = model.train()(xt).numpy()
+        model.eval()
+        np.testing.assert_array_equal(ours, eval_logits)
+        assert_close(ours, want, "vit_b_16 train mode")

@@ -7,6 +7,8 @@
 - A 4-block torchvision ``VisionTransformer`` (64 px, 8 px patches, width 48) and
   its Flax twin built from our ViT-B/16 ``Encoder`` run all four methods in the
   default suite: the same code path as ViT-B/16 at a fraction of the cost.
+- A 2-block timm DeiT-Ti (64 px) converted with DeiT-B's table (``convert_timm``), at
+  timm's ``blocks[-1].norm1``: the reference's ViT baselines ran on timm's DeiT-B there.
 
 The full-size backbones are ``slow``: on a 2-core CPU pytorch-grad-cam needs minutes
 even for Grad-CAM's single pass with compilation on our side, and Score-CAM /
@@ -229,3 +231,22 @@ def test_vit_b_16_last_block_ln(name, vit_b_16):
     torch_layer = tm.encoder.layers.encoder_layer_11.ln_1
     tol = ABLATION_TOL if name == "ablationcam" else TOL
     compare(name, tm, torch_layer, module, variables, layer, images(1, 224), vit=True, tol=tol)
+
+
+# ---- timm DeiT (issue 12 D3: the reference's ViT baselines ran on DeiT-B) ----------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    # the many-pass methods' ViT path is covered above in the default suite
+    ["gradcam", "gradcampp", *(pytest.param(n, marks=pytest.mark.slow)
+                               for n in ("scorecam", "ablationcam"))],
+)  # fmt: skip
+def test_tiny_timm_deit_at_the_references_tap(name, tiny_deit):
+    """timm's DeiT converted with DeiT-B's table, explained at timm's ``blocks[-1].norm1``
+    (the reference's tap; ours ``encoder.layers.encoder_layer_{depth-1}.ln``)."""
+    tm, module, variables, _ = tiny_deit
+    layer = f"encoder.layers.encoder_layer_{len(tm.blocks) - 1}.ln"
+    batch = 2 if name in ("gradcam", "gradcampp") else 1
+    x = images(batch, 64, seed=3)
+    compare(name, tm, tm.blocks[-1].norm1, module, variables, layer, x, vit=True)

@@ -118,6 +118,20 @@ def test_timm_file_is_detected(tmp_path):
     np.testing.assert_array_equal(p["encoder"]["pos_embedding"], sd["pos_embed"].numpy())
 
 
+def test_deit_release_file_in_the_cache(tmp_path, monkeypatch, tiny_deit):
+    """DeiT's release file (timm keys under "model") found by its name in torch hub's folder;
+    DeiT-B's table at another size (the size arguments go to the table too)."""
+    tm, _, variables, size = tiny_deit
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save({"model": tm.state_dict()}, folder / "deit_base_patch16_224-b5f2ef4d.pth")
+    assert_same_tree(load_pretrained("deit_base_patch16_224", **size), variables)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="dl.fbaipublicfiles.com/deit/"):
+        load_pretrained("deit_base_patch16_224")
+
+
 def test_msgpack_round_trip_and_mismatch(tmp_path, resnet_vars):
     path = tmp_path / "r.msgpack"
     path.write_bytes(flax.serialization.to_bytes(resnet_vars))

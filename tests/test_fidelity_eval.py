@@ -4,6 +4,7 @@ D2: RISE mask weights (softmax probability | raw logit), against a hand computat
 D4: where ROAD imputes (normalised | [0, 1] pixel space), against SciPy's imputer and the
     noise scale worked out by hand.
 D6: where AD/IC masks (pixel | the backbone's rule), against a hand computation.
+D3: the CAM baselines on another classifier (the reference's DeiT-B for the ViT), end to end.
 Plus: the config fields, the paper-recipe configs, and that every option changes the
 evaluator's cache key (only of the methods whose numbers it changes).
 """
@@ -305,6 +306,8 @@ def test_paper_recipes_use_the_reference_protocol_and_the_benchmark_does_not():
     for name, road_space in (("vgg16", "pixel"), ("resnet50", "pixel"), ("vit", None)):
         ec = configs.load(name).eval
         assert (ec.rise_scores, ec.road_space_ttame) == ("logits", road_space), name
+        deit = "deit_base_patch16_224" if name == "vit" else None
+        assert (ec.cam_backbone, ec.cam_backbone_weights) == (deit, None), name  # D3
         assert (ec.road_space_baselines, ec.adic_masking) == (None, "pixel"), name
         assert configs.load(f"{name}:1tap").eval.rise_scores == "logits"
         assert configs.load(f"{name}:smoke").eval == EvalConfig()  # smoke: the defaults
@@ -348,3 +351,88 @@ def test_evaluator_keys_each_methods_cache_by_its_own_settings(tiny_run, tmp_pat
     assert (len(folders("ttame")), len(folders("gradcam"))) == (2, 1)
     assert first["meta"]["report_dir"] != second["meta"]["report_dir"]
     assert second["meta"]["settings"]["scoring"]["road_space_ttame"] == "pixel"
+
+
+# ---------------------------------------------------------------- D3: CAM baselines on DeiT
+
+
+def test_cam_backbone_explains_targets_and_scores_the_cam_baselines(
+    tiny_run, tiny_deit, tmp_path, monkeypatch
+):
+    """eval.cam_backbone (the reference's ViT protocol): Grad-CAM explains the other
+    classifier at its cam_layer, with that classifier's top-1 as target, and that
+    classifier scores the maps; T-TAME stays on the checkpoint's backbone; only the CAM
+    method's cache key changes."""
+    import functools
+
+    import torch
+    from flax import serialization
+
+    from ttame_jax.backbones import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, register, vit
+    from ttame_jax.evaluation import evaluate, inputs
+
+    tm, _, variables, size = tiny_deit
+    layer = "encoder.layers.encoder_layer_1.ln"
+    register(BackboneSpec(
+        "tiny_deit_64px", "vit", functools.partial(vit.ViT_B_16, **size),
+        64, 8, IMAGENET_MEAN, IMAGENET_STD, (layer,), cam_layer=layer,
+    ))  # fmt: skip
+    weights = tmp_path / "tiny_deit.msgpack"
+    weights.write_bytes(serialization.to_bytes(variables))
+
+    seen = []
+
+    def spy(ctx, x01, maps, target, index):  # the metrics are tested elsewhere
+        seen.append((ctx.method, ctx.variables, ctx.mean, np.asarray(target)))
+        n = len(target)
+        out = {k: np.zeros((n, 3)) for k in ("masked_confidence", "drop", "increase")}
+        out.update({f"{o}_{k}": np.zeros((n, 7)) for o in ("morf", "lerf")
+                    for k in ("correct", "prob")})  # fmt: skip
+        return {**out, "confidence": np.ones(n)}
+
+    monkeypatch.setattr(scoring, "score_batch", spy)
+    config = rundir.read_config(tiny_run)
+    base = {"eval.methods": ("ttame", "gradcam"), "eval.num_images": 2,
+            "eval.batch_size": 2, "eval.progress": False}  # fmt: skip
+    out = str(tmp_path / "eval")
+    plain = evaluate(tiny_run, with_overrides(config, base), workdir=out)
+    seen.clear()
+    cam = {**base, "eval.cam_backbone": "tiny_deit_64px", "eval.cam_backbone_weights": str(weights)}
+    results = evaluate(tiny_run, with_overrides(config, cam), workdir=out)
+
+    folders = lambda m: sorted(glob.glob(os.path.join(out, "cache", f"{m}-*")))  # noqa: E731
+    assert (len(folders("ttame")), len(folders("gradcam"))) == (1, 2)  # ttame's is reused
+    assert [m for m, *_ in seen] == ["gradcam"]
+    assert results["meta"]["cam_backbone"] == "tiny_deit_64px"
+    assert results["meta"]["baseline_layer"] == layer
+    assert plain["meta"]["baseline_layer"] == "layer3" and "cam_backbone" not in plain["meta"]
+    assert (
+        "tiny_deit_64px" in results["meta"]["settings"]["methods"][1]["options"]["backbone"]["name"]
+    )
+
+    # Scored by the DeiT (its variables and mean/std), on the DeiT's top-1 for the images.
+    _, scored_vars, mean, target = seen[0]
+    for a, b in zip(jax.tree.leaves(scored_vars), jax.tree.leaves(variables), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(mean, IMAGENET_MEAN, rtol=1e-6)  # not the synthetic data's
+    source = inputs.open_split(config, "test", 64)
+    x = next(source.batches(2, shuffle=False, augment=False))["image"][:2]
+    xn = ((x - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)).astype(np.float32)
+    with torch.no_grad():
+        want = tm(torch.from_numpy(xn.transpose(0, 3, 1, 2).copy())).argmax(1).numpy()
+    np.testing.assert_array_equal(target, want)
+
+
+def test_cam_backbone_must_take_the_checkpoints_input_size(tiny_run):
+    from ttame_jax.evaluation.methods import cam_backbone
+
+    ex = SimpleNamespace(spec=SimpleNamespace(name="synthetic_cnn", input_size=64))
+    ec = EvalConfig(methods=("gradcam",), cam_backbone="deit_base_patch16_224")
+    with pytest.raises(ValueError, match="same input size"):
+        cam_backbone(ex, ec, ec.methods)
+    assert cam_backbone(ex, EvalConfig(cam_backbone="deit_base_patch16_224"), ("ttame",)) is None
+    with pytest.raises(ValueError, match="unknown backbone"):
+        cam_backbone(ex, EvalConfig(cam_backbone="deit"), ("gradcam",))
+    assert "eval.cam_backbone_weights" in "\n".join(
+        EvalConfig(cam_backbone_weights="w.pth").errors()
+    )

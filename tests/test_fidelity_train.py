@@ -1,17 +1,24 @@
 """Training fidelity switches (issue 12): epoch-end checkpoints kept (D11), the reference's
 augmentation rule (D5) and the reference's train-mode backbone (D7)."""
 
+import dataclasses
 import json
+from typing import ClassVar
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 
 import ttame_jax.data
 from ttame_jax import configs, rundir
-from ttame_jax.backbones import load_pretrained
+from ttame_jax.backbones import BackboneSpec, convert_torchvision, get_spec, load_pretrained
 from ttame_jax.config import LossConfig, ModelConfig, TrainConfig, to_dict
 from ttame_jax.core import model as core_model
+from ttame_jax.training.optimizer import make_optimizer
+from ttame_jax.training.schedule import OneCycle
+from ttame_jax.training.sharding import make_mesh
+from ttame_jax.training.train_step import make_init, make_train_step
 from ttame_jax.training.trainer import train_and_evaluate
 
 
@@ -120,11 +127,57 @@ def _setup(name="synthetic_cnn"):
     return backbone_vars, x, attn
 
 
+class _EvalOnly(nn.Module):
+    """A user's classifier whose ``__call__`` has no ``train`` argument."""
+
+    tap_paths: ClassVar[dict] = {"conv": ("conv",)}
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(4, (3, 3), name="conv")(x)
+        return nn.Dense(3)(x.mean(axis=(1, 2)))
+
+
 def test_reference_backbone_mode_needs_a_train_argument():
+    for name in ("vgg16", "resnet50", "vit_b_16", "synthetic_cnn", "synthetic_vit"):
+        assert core_model.build(name, ModelConfig(backbone_mode="reference")).backbone
+    spec = BackboneSpec("eval_only", "cnn", _EvalOnly, 32, 3, (0.5,) * 3, (0.5,) * 3, ("conv",))
     with pytest.raises(ValueError, match="backbone_mode='reference' needs a backbone"):
-        core_model.build("resnet50", ModelConfig(backbone_mode="reference"))
+        core_model.build(spec, ModelConfig(backbone_mode="reference"))
     assert ModelConfig(backbone_mode="train").errors()
     assert configs.load("resnet50").model.backbone_mode == "eval"
+
+
+@pytest.mark.slow
+def test_reference_mode_steps_on_resnet50_leave_its_running_statistics():
+    """Jitted T-TAME train steps with backbone_mode="reference" on our ResNet-50 module (at
+    64 px: a spec copy, T-TAME checks the input size): finite, and the backbone's
+    variables (BatchNorm running statistics included) are left as they were; the carried
+    BatchNorm state is the attention's only."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    spec = dataclasses.replace(get_spec("resnet50"), name="resnet50_64px", input_size=64)
+    tm = torchvision.models.resnet50()
+    with torch.no_grad():
+        for m in tm.modules():  # running statistics that are not the init's (0, 1)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    backbone_vars = convert_torchvision("resnet50", tm.state_dict())
+    before = jax.tree.map(np.array, backbone_vars)
+    model = core_model.build(spec, ModelConfig(backbone_mode="reference"))
+    x = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+    tx = make_optimizer(OneCycle.from_train_config(TrainConfig(), 10), weight_decay=0.0)
+    state = make_init(model, tx, x.shape)(jax.random.key(0), backbone_vars)
+    structure = jax.tree.structure(state.batch_stats)
+    step = make_train_step(model, LossConfig(), tx, make_mesh())
+    for _ in range(3):
+        state, metrics = step(state, backbone_vars, x)
+        assert bool(metrics["finite"])
+    assert int(state.step) == 3
+    assert jax.tree.structure(state.batch_stats) == structure
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(backbone_vars), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_reference_mode_uses_batch_statistics_and_eval_mode_is_unchanged():
@@ -157,6 +210,9 @@ def test_reference_mode_trains(tmp_path):
     out = train_and_evaluate(config, str(tmp_path))
     assert int(out["state"].step) == 2
     assert np.isfinite(out["train"]["loss"])
+    # The carried BatchNorm state is the attention's: the backbone's is not updated.
+    attention_stats = _setup()[2]["batch_stats"]
+    assert jax.tree.structure(out["state"].batch_stats) == jax.tree.structure(attention_stats)
     assert "model.backbone_mode" not in rundir.COSMETIC_FIELDS
 
 

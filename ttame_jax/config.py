@@ -78,7 +78,7 @@ class ModelConfig:
     vit_adapter: str = "drop-class-token"
     # Backbone mode inside the training loss: "eval" (running BatchNorm statistics, no
     # dropout; ours) | "reference" (train=True in both passes, as the reference code ran it:
-    # batch statistics, dropout on; needs a backbone with a `train` argument; docs/evaluation.md).
+    # batch statistics, dropout on; every built-in backbone; docs/evaluation.md).
     backbone_mode: str = "eval"
 
     def errors(self) -> list[str]:
@@ -368,8 +368,15 @@ class EvalConfig:
     rise_scores: str = "softmax"
     # Masked inputs per backbone call for scorecam / ablationcam / rise (None: their default).
     chunk_size: int | None = None
-    # Tap explained by the CAM baselines (None: the last T-TAME tap).
+    # Tap explained by the CAM baselines (None: the last T-TAME tap; with cam_backbone, that
+    # backbone's cam_layer).
     baseline_layer: str | None = None
+    # Registered backbone that the CAM baselines (gradcam, gradcampp, scorecam, ablationcam)
+    # explain and are scored on, with its own top-1 as target (None: the checkpoint's);
+    # "deit_base_patch16_224" is the reference's ViT protocol (docs/evaluation.md).
+    cam_backbone: str | None = None
+    # Weights of cam_backbone: a file, "random" (tests) or None (torch hub's cache folder).
+    cam_backbone_weights: str | None = None
     # Ablation-CAM reproduces pytorch-grad-cam run with this batch_size (its ablation values
     # depend on it): 8 as in the T-TAME reference; 32 is pytorch-grad-cam's default.
     ablation_reference_batch: int = 8
@@ -409,6 +416,11 @@ class EvalConfig:
                 out.append(f"eval.{name} must be >= 1 (or None), got {value}")
         if self.step is not None and self.step < 0:
             out.append(f"eval.step must be >= 0 (or None for the latest), got {self.step}")
+        if self.cam_backbone_weights is not None and self.cam_backbone is None:
+            out.append(
+                "eval.cam_backbone_weights is set but eval.cam_backbone is not; name the "
+                "backbone (e.g. eval.cam_backbone=deit_base_patch16_224) or drop the weights"
+            )
         return out
 
 

@@ -42,7 +42,9 @@ def convert_torchvision(name: str, state_dict_or_path, **model_kw) -> dict:
 
 def convert_timm(name: str, state_dict_or_path, **model_kw) -> dict:
     """Like :func:`convert_torchvision` for timm's ``vgg16``, ``resnet50``,
-    ``vit_base_patch16_224`` checkpoints (``name`` may be ours or timm's).
+    ``vit_base_patch16_224`` and ``deit_base_patch16_224`` checkpoints (``name`` may be
+    ours or timm's; a DeiT of another size converts with the size arguments of
+    :class:`~ttame_jax.backbones.vit.ViT_B_16` in ``model_kw``).
 
     timm's VGG-16 head is a ``ConvMlp`` (``pre_logits.fc1`` a 7x7 conv on the
     7x7 feature map): it becomes our ``classifier_0`` and matches timm exactly
@@ -76,7 +78,8 @@ def expected_shapes(name: str, **model_kw) -> dict[tuple[str, ...], tuple[int, .
     """``{flat Flax path: shape}`` of ``create(name, **model_kw)``'s variables (no compute)."""
     spec = registry.get_spec(name)
     module = spec.builder(**model_kw)
-    x = jnp.zeros((1, spec.input_size, spec.input_size, 3), jnp.float32)
+    size = model_kw.get("image_size", spec.input_size)  # a ViT built for another size
+    x = jnp.zeros((1, size, size, 3), jnp.float32)
     tree = jax.eval_shape(module.init, jax.random.key(0), x)
     return {p: tuple(a.shape) for p, a in traverse_util.flatten_dict(tree).items()}
 
@@ -102,14 +105,14 @@ def _convert(name: str, source: str, state_dict_or_path, model_kw) -> dict:
         )
     sd = load_state_dict(state_dict_or_path)
     sd = {k: v for k, v in sd.items() if not k.endswith(_IGNORED_SUFFIXES)}
-    rules = tables[name]()
+    rules = tables[name](**model_kw)
     expected = expected_shapes(name, **model_kw)
     flat, missing, wrong = _apply(rules, sd, expected)
     unexpected = sorted(set(sd) - {r.key for r in rules})
     what = f"{source} checkpoint for {name}"
     other = "timm" if source == "torchvision" else "torchvision"
     hint = ""
-    if missing and set(sd) == {r.key for r in TABLES[other].get(name, list)()}:
+    if missing and set(sd) == {r.key for r in TABLES[other].get(name, lambda **_: [])(**model_kw)}:
         hint = f"\nthis looks like a {other} checkpoint: use convert_{other}({name!r}, ...)"
     _raise_if(what, missing, unexpected, wrong, hint)
     check_variables(flat, expected, f"converted {what} (table bug)")

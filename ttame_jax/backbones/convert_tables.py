@@ -9,6 +9,7 @@ applies a table and checks it lives in :mod:`ttame_jax.backbones.convert`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -48,21 +49,22 @@ def _fc_after_nchw_flatten(w, channels=512, size=7):
     return k.reshape(size * size * channels, w.shape[0])
 
 
-def _qkv_split(w):
+def _qkv_split(w, heads=vit.HEADS):
     """torch fused ``in_proj_weight`` / timm ``qkv.weight`` (3D, D) -> q, k, v (D, H, D/H)."""
     d = w.shape[-1]
     if w.shape != (3 * d, d):
         raise ValueError(f"expected (3D, D), got {w.shape}")
-    return tuple(part.T.reshape(d, vit.HEADS, d // vit.HEADS) for part in np.split(w, 3))
+    return tuple(part.T.reshape(d, heads, d // heads) for part in np.split(w, 3))
 
 
-def _qkv_bias_split(b):
+def _qkv_bias_split(b, heads=vit.HEADS):
     """Fused q/k/v bias (3D,) -> three (H, D/H)."""
-    return tuple(part.reshape(vit.HEADS, -1) for part in np.split(b, 3))
+    return tuple(part.reshape(heads, -1) for part in np.split(b, 3))
 
 
-# Attention output projection: torch (D_out, D_in) -> Flax (H, D_in/H, D_out).
-_out_proj = _one(lambda w: w.T.reshape(vit.HEADS, -1, w.shape[0]))
+def _out_proj(w, heads=vit.HEADS):
+    """Attention output projection: torch (D_out, D_in) -> Flax (H, D_in/H, D_out)."""
+    return (w.T.reshape(heads, -1, w.shape[0]),)
 
 
 def _p(*names) -> Path:
@@ -136,40 +138,56 @@ TIMM_VIT = dict(
 )  # fmt: skip
 
 
-def vit_b_16_table(n: dict[str, str]) -> list[Rule]:
-    """ViT-B/16 with checkpoint names ``n`` (:data:`TORCHVISION_VIT` or :data:`TIMM_VIT`)."""
+def vit_b_16_table(
+    n: dict[str, str], depth: int = vit.DEPTH, num_heads: int = vit.HEADS
+) -> list[Rule]:
+    """ViT-B/16 with checkpoint names ``n`` (:data:`TORCHVISION_VIT` or :data:`TIMM_VIT`);
+    ``depth`` and ``num_heads``: the module's, for other sizes of the same architecture."""
+    split = functools.partial(_qkv_split, heads=num_heads)
+    split_bias = functools.partial(_qkv_bias_split, heads=num_heads)
+    out_proj = functools.partial(_out_proj, heads=num_heads)
     rules = [
         Rule(n["cls"], (_p("class_token"),), _same),
         Rule(n["pos"], (_p("encoder", "pos_embedding"),), _same),
         *conv(n["patch"], ("conv_proj",)),
     ]
-    for k in range(vit.DEPTH):
+    for k in range(depth):
         key, path = n["block"].format(k=k), ("encoder", "layers", f"encoder_layer_{k}")
         att = (*path, "self_attention")
         rules += norm(f"{key}.{n['ln_1']}", (*path, "ln_1"))
         qkv = ("query", "key", "value")
         rules += [
-            Rule(f"{key}.{n['qkv_w']}", tuple(_p(*att, q, "kernel") for q in qkv), _qkv_split),
-            Rule(f"{key}.{n['qkv_b']}", tuple(_p(*att, q, "bias") for q in qkv), _qkv_bias_split),
+            Rule(f"{key}.{n['qkv_w']}", tuple(_p(*att, q, "kernel") for q in qkv), split),
+            Rule(f"{key}.{n['qkv_b']}", tuple(_p(*att, q, "bias") for q in qkv), split_bias),
         ]
-        rules += linear(f"{key}.{n['out']}", (*att, "out"), _out_proj)
+        rules += linear(f"{key}.{n['out']}", (*att, "out"), out_proj)
         rules += norm(f"{key}.{n['ln_2']}", (*path, "ln_2"))
         rules += linear(f"{key}.{n['fc1']}", (*path, "mlp_0"))
         rules += linear(f"{key}.{n['fc2']}", (*path, "mlp_3"))
     return rules + norm(n["ln"], ("encoder", "ln")) + linear(n["head"], ("heads_head",))
 
 
-TABLES: dict[str, dict[str, Callable[[], list[Rule]]]] = {
+def _vit_table(names: dict[str, str]) -> Callable[..., list[Rule]]:
+    def table(depth=vit.DEPTH, num_heads=vit.HEADS, **_):
+        return vit_b_16_table(names, depth, num_heads)
+
+    return table
+
+
+# source -> backbone name -> ``table(**model_kw)``: the rules for the module built with the
+# same keyword arguments as ``create(name, **model_kw)`` (only the ViT's read any).
+TABLES: dict[str, dict[str, Callable[..., list[Rule]]]] = {
     "torchvision": {
-        "vgg16": lambda: vgg16_table(("classifier.0", "classifier.3", "classifier.6")),
-        "resnet50": resnet50_table,
-        "vit_b_16": lambda: vit_b_16_table(TORCHVISION_VIT),
+        "vgg16": lambda **_: vgg16_table(("classifier.0", "classifier.3", "classifier.6")),
+        "resnet50": lambda **_: resnet50_table(),
+        "vit_b_16": _vit_table(TORCHVISION_VIT),
     },
     "timm": {
-        "vgg16": lambda: vgg16_table(
+        "vgg16": lambda **_: vgg16_table(
             ("pre_logits.fc1", "pre_logits.fc2", "head.fc"), _conv1x1_as_linear
         ),
-        "resnet50": resnet50_table,
-        "vit_b_16": lambda: vit_b_16_table(TIMM_VIT),
+        "resnet50": lambda **_: resnet50_table(),
+        "vit_b_16": _vit_table(TIMM_VIT),
+        "deit_base_patch16_224": _vit_table(TIMM_VIT),
     },
 }

@@ -32,6 +32,7 @@ class BackboneSpec:
       taps: the paper's default feature taps (torchvision node names).
       weights_file: torchvision's checkpoint file name for pretrained weights
         (``None`` for backbones that have none).
+      weights_url: where that file is published (``None``: torchvision's download folder).
       class_names: optional class names for reports (``None``: ImageNet-1k
         names are looked up for 1000-class backbones).
       cam_layer: the tap the CAM baselines explain by default (``None``: the last
@@ -50,6 +51,7 @@ class BackboneSpec:
     weights_file: str | None = None
     class_names: tuple[str, ...] | None = None
     cam_layer: str | None = None
+    weights_url: str | None = None
 
     @property
     def tap_paths(self) -> Mapping[str, tuple[str, ...]]:

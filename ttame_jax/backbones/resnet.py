@@ -4,7 +4,11 @@ Submodule names mirror torchvision's state-dict keys: ``layer3.2.conv2`` is the
 Flax path ``layer3/2/conv2``; a block's ``downsample.0/.1`` are
 ``downsample_0/_1``. The stem (``conv1``, ``bn1``, ``relu``, ``maxpool``), the
 four stages and ``avgpool`` are submodules, so each can be tapped by name.
-BatchNorm always uses its running statistics (eval mode; backbones are frozen).
+BatchNorm uses its running statistics (eval mode; backbones are frozen) unless
+``train=True``: then it normalises with the statistics of the batch, as torchvision's
+``model.train()`` (the reference's training mode, ``config.model.backbone_mode=
+"reference"``); the updated running statistics come back only in a mutable
+``batch_stats`` collection, which T-TAME drops.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ EXPANSION = 4
 MIN_SIZE = 32  # total stride of the network
 
 # torch BatchNorm2d(momentum=0.1, eps=1e-5): Flax momentum is 1 - torch's.
-_BatchNorm = partial(nn.BatchNorm, use_running_average=True, momentum=0.9, epsilon=1e-5)
+_BatchNorm = partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
 
 
 def _conv(features, kernel, stride, dtype, name):
@@ -50,17 +54,18 @@ class Bottleneck(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, train: bool = False):
+        norm = partial(_BatchNorm, use_running_average=not train, dtype=self.dtype)
         out_ch = self.width * EXPANSION
         y = _conv(self.width, 1, 1, self.dtype, "conv1")(x)
-        y = nn.relu(_BatchNorm(dtype=self.dtype, name="bn1")(y))
+        y = nn.relu(norm(name="bn1")(y))
         y = _conv(self.width, 3, self.stride, self.dtype, "conv2")(y)
-        y = nn.relu(_BatchNorm(dtype=self.dtype, name="bn2")(y))
+        y = nn.relu(norm(name="bn2")(y))
         y = _conv(out_ch, 1, 1, self.dtype, "conv3")(y)
-        y = _BatchNorm(dtype=self.dtype, name="bn3")(y)
+        y = norm(name="bn3")(y)
         if self.downsample:
             x = _conv(out_ch, 1, self.stride, self.dtype, "downsample_0")(x)
-            x = _BatchNorm(dtype=self.dtype, name="downsample_1")(x)
+            x = norm(name="downsample_1")(x)
         return nn.relu(y + x)
 
 
@@ -73,7 +78,7 @@ class Stage(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, train: bool = False):
         for b in range(self.blocks):
             first = b == 0
             needs_proj = first and (self.stride != 1 or x.shape[-1] != self.width * EXPANSION)
@@ -83,12 +88,13 @@ class Stage(nn.Module):
                 needs_proj,
                 dtype=self.dtype,
                 name=str(b),
-            )(x)
+            )(x, train)
         return x
 
 
 class ResNet50(nn.Module):
-    """torchvision ``resnet50`` in eval mode.
+    """torchvision ``resnet50`` (eval mode by default; ``train=True``: BatchNorm on batch
+    statistics, as torchvision's ``model.train()``).
 
     Input ``(B, H, W, 3)`` float32 normalised with the ImageNet mean/std,
     ``H, W >= 32`` (any size works like in torchvision; 224 is the trained one).
@@ -121,7 +127,7 @@ class ResNet50(nn.Module):
     }
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, train: bool = False):
         check_input(x, "resnet50", None)
         if min(x.shape[1:3]) < MIN_SIZE:
             raise ValueError(
@@ -129,11 +135,11 @@ class ResNet50(nn.Module):
             )
         x = jnp.asarray(x, self.dtype)
         x = _conv(64, 7, 2, self.dtype, "conv1")(x)
-        x = _BatchNorm(dtype=self.dtype, name="bn1")(x)
+        x = _BatchNorm(use_running_average=not train, dtype=self.dtype, name="bn1")(x)
         x = ReLU(name="relu")(x)
         x = MaxPool(3, 2, padding=1, name="maxpool")(x)
         for k, (width, blocks, stride) in enumerate(STAGES, start=1):
-            x = Stage(width, blocks, stride, dtype=self.dtype, name=f"layer{k}")(x)
+            x = Stage(width, blocks, stride, dtype=self.dtype, name=f"layer{k}")(x, train)
         x = AdaptiveAvgPool(1, name="avgpool")(x)
         x = x.reshape(x.shape[0], -1)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)

@@ -3,8 +3,9 @@
 Submodule names mirror torchvision's: ``features.N`` is ``features_N``,
 ``classifier.N`` is ``classifier_N``, so the weight converter is a table and
 every node of ``features`` (convs, ReLUs, max-pools) can be tapped by name.
-Eval mode only: torchvision's ``Dropout`` layers (``classifier.2/.5``) are the
-identity then and have no counterpart here.
+torchvision's ``Dropout`` layers are ``classifier_2`` / ``classifier_5``: the identity
+by default (eval mode), active with ``train=True`` (the reference's training mode,
+``config.model.backbone_mode="reference"``; needs a ``"dropout"`` PRNG key).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _CLASSIFIER_TAPS = ("classifier.0", "classifier.1", "classifier.3", "classifier.
 
 
 class VGG16(nn.Module):
-    """torchvision ``vgg16`` in eval mode.
+    """torchvision ``vgg16`` (eval mode by default).
 
     Input ``(B, H, W, 3)`` float32 normalised with the ImageNet mean/std;
     ``H, W >= 32`` (torchvision's adaptive average pool makes the classifier
@@ -48,13 +49,21 @@ class VGG16(nn.Module):
     Output logits ``(B, num_classes)``. Taps are NHWC, e.g. ``features.30``:
     ``(B, 7, 7, 512)`` at 224.
 
+    ``train=True`` is torchvision's ``model.train()``: the two dropout layers zero each
+    activation with probability ``dropout`` and scale the rest by ``1 / (1 - dropout)``
+    (key from the ``"dropout"`` PRNG stream). VGG-16 has no BatchNorm, so nothing else
+    changes.
+
     Attributes:
       num_classes: size of ``classifier.6``.
       dtype: computation dtype (parameters stay float32).
+      dropout: drop probability of ``classifier.2`` / ``classifier.5`` in train mode
+        (torchvision's ``dropout`` argument, 0.5).
     """
 
     num_classes: int = 1000
     dtype: Any = jnp.float32
+    dropout: float = 0.5
 
     tap_paths: ClassVar[dict[str, tuple[str, ...]]] = {
         **{f"features.{i}": (f"features_{i}",) for i, _, _ in feature_layers()},
@@ -63,7 +72,7 @@ class VGG16(nn.Module):
     }
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, train: bool = False):
         check_input(x, "vgg16", None)
         if min(x.shape[1:3]) < MIN_SIZE:
             raise ValueError(f"vgg16 needs images of at least {MIN_SIZE}x{MIN_SIZE}, got {x.shape}")
@@ -82,8 +91,10 @@ class VGG16(nn.Module):
         x = x.reshape(x.shape[0], -1)
         x = nn.Dense(4096, dtype=self.dtype, name="classifier_0")(x)
         x = ReLU(name="classifier_1")(x)
+        x = nn.Dropout(self.dropout, deterministic=not train, name="classifier_2")(x)
         x = nn.Dense(4096, dtype=self.dtype, name="classifier_3")(x)
         x = ReLU(name="classifier_4")(x)
+        x = nn.Dropout(self.dropout, deterministic=not train, name="classifier_5")(x)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier_6")(x)
 
 

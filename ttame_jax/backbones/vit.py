@@ -6,7 +6,9 @@ self_attention, ln_2, mlp_0, mlp_3}``, ``encoder/ln``, ``heads_head``.
 torch's fused ``in_proj_weight`` of ``self_attention`` becomes the separate
 ``query``/``key``/``value`` kernels of Flax's ``MultiHeadDotProductAttention``
 (done by the converter). LayerNorm eps 1e-6 and exact (erf) GELU as in torch.
-Eval mode: dropout is off (torchvision's vit_b_16 uses rate 0 anyway).
+No dropout: torchvision's ``vit_b_16`` has ``dropout = attention_dropout = 0.0`` and no
+BatchNorm, so its ``model.train()`` computes exactly what eval mode computes; ``train``
+is accepted (``config.model.backbone_mode="reference"``) and changes nothing.
 """
 
 from __future__ import annotations
@@ -111,24 +113,41 @@ class ViT_B_16(nn.Module):  # torchvision's class name
     ``(B, 197, 768)`` (class token first, patches row-major), except
     ``conv_proj`` ``(B, 14, 14, 768)``.
 
+    ``train`` is accepted for the reference's training mode and changes nothing (the
+    module docstring says why).
+
+    The size attributes default to ViT-B/16; other values give the same architecture at
+    another size (DeiT-Ti/S are ``hidden`` 192/384, ``num_heads`` 3/6, ``mlp_dim`` 4 x
+    ``hidden``); ``tap_paths`` names blocks up to ViT-B/16's 12 (a shallower model
+    has only the first ``depth``).
+
     Attributes:
       num_classes: size of ``heads.head``.
       dtype: computation dtype (parameters stay float32).
+      image_size, patch: input side and patch side in pixels.
+      hidden, depth, num_heads, mlp_dim: token width, blocks, attention heads, MLP width.
     """
 
     num_classes: int = 1000
     dtype: Any = jnp.float32
+    image_size: int = IMAGE_SIZE
+    patch: int = PATCH
+    hidden: int = HIDDEN
+    depth: int = DEPTH
+    num_heads: int = HEADS
+    mlp_dim: int = MLP_DIM
 
     tap_paths: ClassVar[dict[str, tuple[str, ...]]] = _tap_table()
 
     @nn.compact
-    def __call__(self, x):
-        check_input(x, "vit_b_16", IMAGE_SIZE)
+    def __call__(self, x, train: bool = False):
+        del train  # dropout rate 0 and no BatchNorm: train mode = eval mode
+        check_input(x, "vit_b_16", self.image_size)
         x = jnp.asarray(x, self.dtype)
         x = nn.Conv(
-            HIDDEN,
-            (PATCH, PATCH),
-            (PATCH, PATCH),
+            self.hidden,
+            (self.patch, self.patch),
+            (self.patch, self.patch),
             padding="VALID",
             dtype=self.dtype,
             name="conv_proj",
@@ -137,7 +156,7 @@ class ViT_B_16(nn.Module):  # torchvision's class name
         x = x.reshape(b, h * w, d)  # row-major patches, as torch's flatten(2).permute
         cls = self.param("class_token", nn.initializers.zeros, (1, 1, d), jnp.float32)
         x = jnp.concatenate([jnp.broadcast_to(jnp.asarray(cls, self.dtype), (b, 1, d)), x], 1)
-        x = Encoder(DEPTH, HEADS, MLP_DIM, self.dtype, name="encoder")(x)
+        x = Encoder(self.depth, self.num_heads, self.mlp_dim, self.dtype, name="encoder")(x)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="heads_head")(x[:, 0])
 
 
@@ -152,5 +171,26 @@ registry.register(
         std=registry.IMAGENET_STD,
         taps=tuple(f"encoder.layers.encoder_layer_{k}.ln" for k in (9, 10, 11)),
         weights_file="vit_b_16-c867db91.pth",
+    )
+)
+
+# DeiT-B (timm ``deit_base_patch16_224``, Touvron et al. 2021): ViT-B/16's architecture
+# trained by another recipe, with ImageNet's mean/std as torchvision. The T-TAME reference
+# computed the ViT rows of Grad-CAM, Grad-CAM++, Score-CAM and Ablation-CAM on it, at timm's
+# ``blocks[-1].norm1`` (our ``encoder.layers.encoder_layer_11.ln``); ``eval.cam_backbone``.
+# Weights: timm's checkpoint (``convert_timm``; DeiT's release file holds it under "model").
+registry.register(
+    registry.BackboneSpec(
+        name="deit_base_patch16_224",
+        kind="vit",
+        builder=ViT_B_16,
+        input_size=IMAGE_SIZE,
+        num_classes=1000,
+        mean=registry.IMAGENET_MEAN,
+        std=registry.IMAGENET_STD,
+        taps=tuple(f"encoder.layers.encoder_layer_{k}.ln" for k in (9, 10, 11)),
+        weights_file="deit_base_patch16_224-b5f2ef4d.pth",
+        weights_url="https://dl.fbaipublicfiles.com/deit/deit_base_patch16_224-b5f2ef4d.pth",
+        cam_layer="encoder.layers.encoder_layer_11.ln",
     )
 )

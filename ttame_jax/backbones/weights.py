@@ -90,20 +90,24 @@ def _cached_file(spec: registry.BackboneSpec) -> Path:
         raise FileNotFoundError(
             f"pretrained weights for {spec.name} not found: expected the torchvision file "
             f"{spec.weights_file} in {folder} (nothing is downloaded here). Get it "
-            f"({TORCHVISION_URL}{spec.weights_file}) and put it in that directory, set "
+            f"({spec.weights_url or TORCHVISION_URL + spec.weights_file}) and put it in that "
+            f"directory, set "
             f"$TORCH_HOME to the folder above hub/, or pass the weights path explicitly."
         )
     return path
 
 
 def _convert_any(name: str, path: Path, kw) -> dict:
-    """Converts with timm's table when the keys are exactly timm's, else torchvision's."""
+    """Converts with timm's table when the keys are exactly timm's (or the backbone has
+    only a timm table, as DeiT-B), else torchvision's."""
     sd = _read_state_dict(name, path)
     timm_table = TABLES["timm"].get(name)
     if timm_table is not None:
+        if name not in TABLES["torchvision"]:
+            return convert.convert_timm(name, sd, **kw)
         keys = {k for k in sd if not k.endswith("num_batches_tracked")}
-        if keys == {r.key for r in timm_table()} and keys != {
-            r.key for r in TABLES["torchvision"][name]()
+        if keys == {r.key for r in timm_table(**kw)} and keys != {
+            r.key for r in TABLES["torchvision"][name](**kw)
         }:
             return convert.convert_timm(name, sd, **kw)
     return convert.convert_torchvision(name, sd, **kw)

@@ -35,7 +35,10 @@ def paper_eval(kind: str) -> dict:
     code; docs/evaluation.md, "Protocol settings") where it differs from the schema's
     defaults: RISE weighs its masks by the raw target logit, and on the CNNs ROAD imputes
     T-TAME's images in [0, 1] pixel space (the baselines' and the ViT's in the normalised
-    space, the default). AD/IC masks in pixel space for every backbone: the default.
+    space, the default). AD/IC masks in pixel space for every backbone: the default. On
+    the ViT, Grad-CAM, Grad-CAM++, Score-CAM and Ablation-CAM explain (and are scored on)
+    timm's DeiT-B, ``deit_base_patch16_224``, as in the reference; T-TAME and RISE stay on
+    torchvision's ViT-B/16.
 
     Args:
       kind: ``"cnn"`` or ``"vit"``.
@@ -43,6 +46,8 @@ def paper_eval(kind: str) -> dict:
     out = {"rise_scores": "logits"}
     if kind == "cnn":
         out["road_space_ttame"] = "pixel"
+    else:
+        out["cam_backbone"] = "deit_base_patch16_224"
     return out
 
 

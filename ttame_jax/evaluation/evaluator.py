@@ -28,7 +28,14 @@ from ttame_jax.config import Config, from_dict
 from ttame_jax.data.source import DataSource
 from ttame_jax.evaluation import inputs, scoring
 from ttame_jax.evaluation.cache import BatchCache
-from ttame_jax.evaluation.methods import Method, build_methods, check_names, method_options, top1
+from ttame_jax.evaluation.methods import (
+    Method,
+    build_methods,
+    cam_backbone,
+    check_names,
+    method_options,
+    top1,
+)
 
 # extra_metrics: name -> fn(maps (B, S, S) np.float32, batch dict of np arrays) -> (B,) values
 # (NaN = not applicable to that image; the report shows the mean over the others).
@@ -172,7 +179,8 @@ def evaluate(
 
     # The given step, or the newest that restores (a damaged newer one is warned about).
     explainer, _, _, step = load_run(train_dir, ec.step)
-    resolved = build_methods(methods, explainer, method_options(ec, methods))
+    cam = cam_backbone(explainer, ec, methods)  # None unless eval.cam_backbone is used
+    resolved = build_methods(methods, explainer, method_options(ec, methods), cam=cam)
     ctx = scoring.Context.from_eval(explainer, ec)
     workdir = workdir or f"{train_dir}/eval"
     common_key = {  # what every method's numbers depend on (its cache key has more)
@@ -188,12 +196,16 @@ def evaluate(
     }
     per_method = {}
     for method in resolved:
-        mctx = ctx.for_method(method.name)  # its own ROAD space, so its own scoring key
+        # The classifier that gives the target and scores the maps: the checkpoint's, or
+        # eval.cam_backbone for the CAM baselines (named in their options, so their key).
+        scored_on = method.backbone or explainer
+        mctx = ctx if method.backbone is None else scoring.Context.from_eval(scored_on, ec)
+        mctx = mctx.for_method(method.name)  # its own ROAD space, so its own scoring key
         key = {**common_key, "scoring": mctx.key(), "method": method.name,
                "options": dict(method.options)}  # fmt: skip
         cache = BatchCache(f"{workdir}/cache", method.name, key)
         rows = run_method(
-            method, source, explainer, mctx, cache,
+            method, source, scored_on, mctx, cache,
             batch_size=ec.batch_size, num_images=total, extra=extra, progress=ec.progress,
         )  # fmt: skip
         per_method[method.name] = (method, rows)
@@ -212,6 +224,8 @@ def evaluate(
         "insertion_deletion": ec.insertion_deletion,
         "insertion_deletion_steps": ec.insertion_deletion_steps,
     }
+    if cam is not None:
+        meta["cam_backbone"] = cam.key["name"]
     settings = report_settings(common_key, ec.split, resolved)
     meta["settings"] = settings
     meta["report_dir"] = os.path.join(workdir, report.report_name(settings))

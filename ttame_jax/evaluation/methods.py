@@ -12,13 +12,16 @@ key of :data:`ttame_jax.baselines.METHODS` (``gradcam``, ``gradcampp``,
 the same checkpoint at its ``cam_layer`` (VGG-16: ``features.29``, as the reference) or
 else its last T-TAME tap (``model.taps[-1]``: ``layer4`` for ResNet-50,
 ``encoder.layers.encoder_layer_11.ln`` for ViT-B/16), unless a method's options name
-another ``layer``. Other pipelines
-(e.g. the synthetic benchmark) may pass ready :class:`Method` objects instead.
+another ``layer``. With ``eval.cam_backbone`` (:func:`cam_backbone`) they explain another
+classifier instead, as the T-TAME reference computed its ViT rows of the CAM baselines
+on DeiT-B; that classifier then also gives their target and scores their maps. Other
+pipelines (e.g. the synthetic benchmark) may pass ready :class:`Method` objects instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +34,8 @@ from ttame_jax.core.masking import normalize
 from ttame_jax.core.model import build
 
 TTAME = "ttame"
+# The baselines that explain a layer of a backbone (eval.cam_backbone applies to them).
+CAM_METHODS = ("gradcam", "gradcampp", "scorecam", "ablationcam")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +48,62 @@ class Method:
       fp: backbone forward passes per explanation.
       options: JSON-serialisable settings that change ``fn``'s output. Name and options
         key the cache: a custom method whose output changes must change one of them.
+      backbone: the classifier (an :class:`Explainer`) whose top-1 is the explained
+        target and which scores the maps; ``None``: the checkpoint's. Set for the CAM
+        baselines with ``eval.cam_backbone`` (then ``options["backbone"]`` names it).
     """
 
     name: str
     fn: Callable[[jax.Array, jax.Array], jax.Array]
     fp: int
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    backbone: Explainer | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class CamBackbone:
+    """Another classifier for the CAM baselines (``eval.cam_backbone``).
+
+    Attributes:
+      explainer: its spec, variables and mean/std as an :class:`Explainer` with no
+        attention (``attn_vars`` empty; only the backbone fields are read).
+      key: its name and weights (JSON): part of the CAM methods' options, so of their
+        cache keys.
+    """
+
+    explainer: Explainer
+    key: Mapping[str, Any]
+
+
+def cam_backbone(explainer: Explainer, ec, names: Sequence[str | Method]) -> CamBackbone | None:
+    """The classifier that ``config.eval`` (an :class:`~ttame_jax.config.EvalConfig`) names
+    in ``cam_backbone`` for the CAM baselines, loaded; ``None`` if it names none or no CAM
+    baseline is among ``names``.
+
+    Raises:
+      ValueError: unknown backbone (the message lists the registered ones), or an input
+        size other than the checkpoint's (the images are preprocessed for that one).
+      FileNotFoundError: its weights are not found (the message says where to put them).
+    """
+    if ec.cam_backbone is None or not any(n in CAM_METHODS for n in names):
+        return None
+    from ttame_jax.backbones import get_spec, load_pretrained
+
+    spec = get_spec(ec.cam_backbone)
+    if spec.input_size != explainer.spec.input_size:
+        raise ValueError(
+            f"eval.cam_backbone={spec.name!r} takes {spec.input_size} px images but the "
+            f"checkpoint's {explainer.spec.name} takes {explainer.spec.input_size} px; both "
+            f"see the same preprocessed images: choose a backbone of the same input size"
+        )
+    weights = ec.cam_backbone_weights
+    variables = load_pretrained(spec.name, weights)
+    if weights is None:
+        weights = f"cache:{spec.weights_file}"  # torch hub's folder (load_pretrained)
+    elif os.path.isfile(weights):
+        weights = f"{os.path.abspath(weights)}:{os.path.getsize(weights)} bytes"
+    key = {"name": spec.name, "weights": weights}
+    return CamBackbone(Explainer.from_model(build(spec), variables, {}), key)
 
 
 def available() -> tuple[str, ...]:
@@ -88,8 +143,15 @@ def _ttame(explainer: Explainer) -> Method:
     return Method(TTAME, fn, fp=1)
 
 
-def _baseline(name: str, explainer: Explainer, options: Mapping[str, Any]) -> Method:
+def _baseline(
+    name: str, explainer: Explainer, options: Mapping[str, Any], cam: CamBackbone | None
+) -> Method:
     from ttame_jax.baselines import METHODS
+
+    recorded, backbone = {}, None
+    if cam is not None and name in CAM_METHODS:
+        explainer = backbone = cam.explainer
+        recorded = {"backbone": dict(cam.key)}
 
     method = METHODS[name]
     module = explainer.spec.builder()
@@ -107,7 +169,8 @@ def _baseline(name: str, explainer: Explainer, options: Mapping[str, Any]) -> Me
 
     probe = jnp.zeros((1, explainer.spec.input_size, explainer.spec.input_size, 3))
     fp = method.fp(module, variables, probe, layer, **kwargs)
-    return Method(name, fn, fp=int(fp), options={**dict(options), "layer": layer})
+    options = {**dict(options), "layer": layer, **recorded}
+    return Method(name, fn, fp=int(fp), options=options, backbone=backbone)
 
 
 def method_options(ec, methods: Sequence[str | Method]) -> dict[str, dict[str, Any]]:
@@ -138,6 +201,7 @@ def build_methods(
     names: Sequence[str | Method],
     explainer: Explainer,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    cam: CamBackbone | None = None,
 ) -> list[Method]:
     """Turns method names (or ready :class:`Method` objects) into :class:`Method` objects.
 
@@ -147,6 +211,8 @@ def build_methods(
       options: per-method keyword options of the baseline functions, e.g.
         ``{"rise": {"n_masks": 4000, "seed": 0}, "scorecam": {"batch_size": 64}}``
         (``seed`` becomes RISE's ``key``; ``layer`` replaces the default tap).
+      cam: the classifier the CAM baselines explain instead of the checkpoint's
+        (:func:`cam_backbone`).
 
     Returns:
       the methods in the order given.
@@ -170,7 +236,7 @@ def build_methods(
         elif name == TTAME:
             out.append(_ttame(explainer))
         else:
-            out.append(_baseline(name, explainer, options.get(name, {})))
+            out.append(_baseline(name, explainer, options.get(name, {}), cam))
     return out
 
 

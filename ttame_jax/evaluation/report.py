@@ -113,6 +113,14 @@ def _road_table(results: Mapping, score: str) -> list[str]:
     return lines
 
 
+def _cam_backbone_note(meta: Mapping) -> str:
+    """Where the CAM baselines ran on another classifier (``eval.cam_backbone``)."""
+    name = meta.get("cam_backbone")
+    if not name:
+        return ""
+    return f" (CAM baselines: explained, targeted and scored on `{name}`)"
+
+
 def render_markdown(results: Mapping) -> str:
     """``report.md`` text of a results dict."""
     meta, methods = results["meta"], results["methods"]
@@ -121,7 +129,8 @@ def render_markdown(results: Mapping) -> str:
         "images",
         "",
         f"Checkpoint `{meta.get('checkpoint')}` step {meta.get('step')}; baselines at layer "
-        f"`{meta.get('baseline_layer')}`; ROAD compat `{meta.get('road_compat')}`. AD/IC in %; "
+        f"`{meta.get('baseline_layer')}`{_cam_backbone_note(meta)}; ROAD compat "
+        f"`{meta.get('road_compat')}`. AD/IC in %; "
         "MoRF/LeRF = ROAD accuracy (%) averaged over 10-90 % removed; FP = backbone forward "
         "passes per explanation. Best in **bold**, second <u>underlined</u>.",
         "",

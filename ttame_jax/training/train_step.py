@@ -66,7 +66,8 @@ def make_init(model, tx: optax.GradientTransformation, example_shape) -> Callabl
 def step_rng(seed: int, step, stream: int = 0) -> jax.Array:
     """PRNG key of one step: a pure function of (seed, step), so a resumed run draws alike.
 
-    Only ``loss.variant="paper"`` draws random numbers (the random classes of Ψ);
+    Only ``loss.variant="paper"`` (the random classes of Ψ) and
+    ``model.backbone_mode="reference"`` (VGG-16's dropout masks) draw random numbers;
     ``stream`` separates training (0) from validation (1).
     """
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), stream), step)
