@@ -56,10 +56,13 @@ def test_matches_scipy_reference_small():
         np.testing.assert_array_equal(out[i][keep[i]], images[i][keep[i]])
 
 
-def test_matches_scipy_reference_224():
+@pytest.mark.parametrize("removed", [0.1, 0.7])
+def test_matches_scipy_reference_224(removed):
+    """MoRF-like masks of a 7x7-upsampled map: at 10 % several small scattered holes (the
+    level where SciPy is fastest), at 70 % one big removed region with kept islands."""
     rng = np.random.default_rng(1)
     smooth = ndi.zoom(rng.random((7, 7)), 32, order=1)
-    keep = (smooth < np.percentile(smooth, 30))[None]  # MoRF-like 70 % removed blob
+    keep = (smooth < np.percentile(smooth, 100 * (1 - removed)))[None]
     images = _normalised_images(rng, 1, 224)
     out = np.asarray(noisy_linear_impute(images, keep, jax.random.key(0), noise=0.0))
     assert np.abs(out[0] - _reference(images[0], keep[0])).max() <= TOL
