@@ -6,6 +6,9 @@ data sources (missing dataset: error) -> every batch/split/device size relation
 (one error) -> config file -> schedule and optimizer -> backbone weights (missing
 weights: error) -> initial state -> resume (newest checkpoint that restores) -> train,
 log, checkpoint, validate each epoch. See docs/safety.md for what is safe to interrupt.
+
+The step loop reads nothing back per step (``device_loop``: batches prefetched to the
+device, metrics fetched and checked finite only to log or save; docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -251,6 +254,7 @@ def _train(
             if model.cfg.backbone_mode == "reference"
             else ""
         )
+        + (f"; backbone computes in {model.dtype}" if model.dtype != "float32" else "")
     )
     try:
         if val_src is not None and _missing_validation(logged, step, spe):
