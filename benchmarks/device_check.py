@@ -9,8 +9,9 @@ repeats, with ``jax.block_until_ready`` / ``torch.cuda.synchronize()`` around th
   ResNet-50 and ViT-B/16, 224x224) and batch (default 32 and 128):
 
   - ours, float32;
-  - ours, bfloat16 backbone compute (the backbone modules' ``dtype`` field; parameters,
-    attention and loss stay float32), or "n/a" where the backbone has no such option;
+  - ours, bfloat16 backbone compute (``config.model.backbone_dtype="bfloat16"``, see
+    ``ttame_jax/core/precision.py``; weights, attention and loss stay float32), or "n/a"
+    where the backbone cannot compute in bfloat16;
   - PyTorch on CUDA, the reference implementation's step (``benchmarks/train_step.py``
     ``reference_step``) with AMP: ``torch.autocast("cuda", torch.float16)`` + ``GradScaler``,
     as the reference's Lightning ``precision="16-mixed"``;
@@ -56,7 +57,6 @@ import time
 _T0 = time.perf_counter()  # the time guard counts from here (imports included)
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
 import datetime  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
@@ -85,9 +85,10 @@ from train_step import reference_step  # noqa: E402
 
 import ttame_jax  # noqa: E402
 from ttame_jax.backbones import get_spec, load_pretrained  # noqa: E402
-from ttame_jax.config import LossConfig  # noqa: E402
+from ttame_jax.config import LossConfig, ModelConfig  # noqa: E402
 from ttame_jax.core.explainer import Explainer, explain  # noqa: E402
 from ttame_jax.core.model import build  # noqa: E402
+from ttame_jax.core.precision import ComputeDtypeError  # noqa: E402
 from ttame_jax.data import imagefolder  # noqa: E402
 from ttame_jax.metrics import percentile_keep, solve_linear_imputation  # noqa: E402
 from ttame_jax.training import sharding  # noqa: E402
@@ -125,31 +126,22 @@ def warm(run: Callable[[], None]) -> float:
 # ---------------------------------------------------------------- measurements
 
 
-def bf16_option(spec) -> bool:
-    """Whether the backbone module has a compute ``dtype`` field (the bfloat16 option)."""
-    return "dtype" in getattr(spec.builder, "__dataclass_fields__", {})
-
-
-def with_dtype(spec, dtype: str):
-    if dtype == "float32":
-        return spec
-    return dataclasses.replace(
-        spec, builder=functools.partial(spec.builder, dtype=jnp.dtype(dtype))
-    )
-
-
 def _images(batch: int, size: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(size=(batch, size, size, 3)).astype(np.float32)
 
 
 def train_ours(name: str, batch: int, dtype: str, a) -> dict:
-    spec = with_dtype(get_spec(name), dtype)
-    model = build(spec, None)
+    """The T-TAME train step; ``dtype``: ``config.model.backbone_dtype``."""
+    spec = get_spec(name)
+    model = build(spec, ModelConfig(backbone_dtype=dtype))
     mesh = sharding.make_mesh()
     steps = build_steps(model, LossConfig(), OneCycle(10_000, 1e-3), 5e-4, True, mesh, 0)
     bb = sharding.replicate(load_pretrained(name, "random"), mesh)
     x = sharding.shard_batch(_images(batch, spec.input_size), mesh)
-    state = sharding.replicate(steps.init(jax.random.key(0), bb), mesh)
+    try:
+        state = sharding.replicate(steps.init(jax.random.key(0), bb), mesh)
+    except ComputeDtypeError:
+        return {"status": f"n/a (the backbone cannot compute in {dtype})"}
     metrics = {}
 
     def run(n):
@@ -513,8 +505,6 @@ def main(argv=None) -> dict:
             flush=True,
         )
 
-    na = lambda why: lambda: {"status": why}  # noqa: E731
-
     # 1. train step, float32 ours vs PyTorch AMP (the comparison that matters most);
     #    smallest batch of every backbone first, so a short budget loses large batches.
     for b in a.batches:
@@ -544,11 +534,8 @@ def main(argv=None) -> dict:
     # 5. train step with a bfloat16 backbone (last: nice to have)
     for b in a.batches:
         for name in a.backbones:
-            if bf16_option(get_spec(name)):
-                fn, kind = functools.partial(train_ours, name, b, "bfloat16", a), "train"
-            else:
-                fn, kind = na("n/a (no bf16 option for this backbone)"), "n/a"
-            measure("train step", name, b, "ours (jax)", "bfloat16 backbone", fn, kind)
+            fn = functools.partial(train_ours, name, b, "bfloat16", a)
+            measure("train step", name, b, "ours (jax)", "bfloat16 backbone", fn, kind="train")
 
     for r in report["rows"]:  # ours / PyTorch AMP, for the table
         if r["measurement"] == "train step" and r["impl"] == "ours (jax)" and "images_per_s" in r:

@@ -21,19 +21,18 @@ forwards. Run (a few minutes on a 2-core CPU)::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import os
 import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ttame_jax.backbones import get_spec, load_pretrained
-from ttame_jax.config import LossConfig
+from ttame_jax.config import LossConfig, ModelConfig
 from ttame_jax.core.model import build
+from ttame_jax.core.precision import backbone_inputs, backbone_module
 from ttame_jax.training import sharding
 from ttame_jax.training.schedule import OneCycle
 from ttame_jax.training.train_step import build_steps
@@ -51,11 +50,9 @@ def _time(fn, iters: int) -> float:
 
 def bench_jax(name: str, batch: int, iters: int, dtype: str) -> dict:
     spec = get_spec(name)
-    if dtype != "float32":  # compute dtype of the backbone; attention stays float32
-        spec = dataclasses.replace(
-            spec, builder=functools.partial(spec.builder, dtype=jnp.dtype(dtype))
-        )
-    model = build(spec, None)
+    # dtype: the backbone's compute dtype (config.model.backbone_dtype); attention and
+    # loss stay float32.
+    model = build(spec, ModelConfig(backbone_dtype=dtype))
     mesh = sharding.make_mesh()
     steps = build_steps(model, LossConfig(), OneCycle(10_000, 1e-3), 5e-4, True, mesh, 0)
     bb = sharding.replicate(load_pretrained(name, "random"), mesh)
@@ -74,7 +71,8 @@ def bench_jax(name: str, batch: int, iters: int, dtype: str) -> dict:
         jax.block_until_ready(metrics)
 
     step_s = _time(one_step, iters)
-    forward = jax.jit(lambda v, xn: model.backbone.apply(v, xn))
+    module = backbone_module(spec, dtype)
+    forward = jax.jit(lambda v, xn: module.apply(*backbone_inputs(module, v, xn, dtype)))
     jax.block_until_ready(forward(bb, x))
     fwd_s = _time(lambda: jax.block_until_ready(forward(bb, x)), iters)
     return {"compile_s": compile_s, "step_s": step_s, "fwd_s": fwd_s}

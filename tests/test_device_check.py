@@ -55,7 +55,7 @@ def test_quick_run_has_every_row(tmp_path):
     expected = {
         ("train step", "ours (jax)", "float32"): "ok",
         ("train step", "pytorch reference", "AMP float16"): "skipped: no CUDA",
-        ("train step", "ours (jax)", "bfloat16 backbone"): "n/a (no bf16 option for this backbone)",
+        ("train step", "ours (jax)", "bfloat16 backbone"): "ok",  # model.backbone_dtype
         ("explain", "ours (jax)", "float32"): "ok",
         ("ROAD imputer", "ours (jax)", "float32"): "ok",
         ("data loader", "ours (threads)", "float32"): "ok",

@@ -14,6 +14,7 @@ import pytest
 
 import ttame_jax.data
 from ttame_jax import configs, rundir
+from ttame_jax.training.device_loop import PREFETCH
 from ttame_jax.training.trainer import EXIT_PREEMPTED, Preempted, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,16 +145,19 @@ def test_in_process_preempted_exception_and_handler_restored(tmp_path, monkeypat
     previous = signal.signal(signal.SIGTERM, lambda *a: calls.append(a))
     try:
         real = ttame_jax.data.build_source
+        # The trainer reads PREFETCH batches ahead: batch 3 + PREFETCH is read (and the
+        # signal sent) just before step 5 (batch index 4) is dispatched.
+        at = 3 + PREFETCH
         monkeypatch.setattr(
             ttame_jax.data,
             "build_source",
-            lambda *a, **k: _SigtermAt(real(*a, **k), 4) if a[1] == "train" else real(*a, **k),
+            lambda *a, **k: _SigtermAt(real(*a, **k), at) if a[1] == "train" else real(*a, **k),
         )
         workdir = str(tmp_path)
         with pytest.raises(Preempted, match="at step 5") as info:
             train_and_evaluate(_config(epochs=1, steps_per_epoch=8), workdir)
         assert info.value.step == 5 and info.value.workdir == workdir
-        # Batch index 4 = step 5, saved though mid-epoch and checkpoint_every is 1000 (Orbax
+        # Step 5, saved though mid-epoch and checkpoint_every is 1000 (Orbax
         # saves the first step of a run anyway).
         assert rundir.steps(workdir)[-1] == 5
         assert calls == []  # the training handler caught it

@@ -133,6 +133,15 @@ def test_another_model_is_refused_even_with_the_opt_in(finished, tmp_path):
     assert not os.path.exists(os.path.join(workdir, "config.1.json"))
 
 
+def test_a_precision_change_is_a_setting_change_not_another_model(finished, tmp_path):
+    workdir = _copy(finished, tmp_path)
+    config = tiny({"model.backbone_dtype": "bfloat16"})
+    with pytest.raises(rundir.ConfigChangeError, match="--allow-config-change") as err:
+        rundir.check_config(workdir, config, write=False)
+    assert "model.backbone_dtype: 'float32' -> 'bfloat16'" in str(err.value)
+    assert rundir.check_config(workdir, config, allow_change=True, write=False) is True
+
+
 # B: a failed start does not block the corrected rerun.
 
 

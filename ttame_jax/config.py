@@ -53,6 +53,7 @@ VIT_ADAPTERS = ("drop-class-token", "class-token-product")
 _BRANCH_ACT = ("relu", "sigmoid")
 _LOSS_VARIANTS = ("reference", "paper")
 BACKBONE_MODES = ("eval", "reference")
+BACKBONE_DTYPES = ("float32", "bfloat16")
 AUGMENT = ("auto", "always", "never")
 
 
@@ -80,9 +81,19 @@ class ModelConfig:
     # dropout; ours) | "reference" (train=True in both passes, as the reference code ran it:
     # batch statistics, dropout on; every built-in backbone; docs/evaluation.md).
     backbone_mode: str = "eval"
+    # Compute dtype of the frozen backbone's passes in training and in explain: "float32" |
+    # "bfloat16" (accelerators: its layers compute in bfloat16 from the float32 weights; the
+    # taps and logits return to float32, so the attention mechanism and the loss stay
+    # float32; metrics score with the float32 backbone; docs/architecture.md).
+    backbone_dtype: str = "float32"
 
     def errors(self) -> list[str]:
         out = []
+        if self.backbone_dtype not in BACKBONE_DTYPES:
+            out.append(
+                f"config.model.backbone_dtype must be one of {BACKBONE_DTYPES}, "
+                f"got {self.backbone_dtype!r}"
+            )
         if self.backbone_mode not in BACKBONE_MODES:
             out.append(
                 f"config.model.backbone_mode must be one of {BACKBONE_MODES}, "

@@ -65,6 +65,9 @@ ITEMS = ("attention", "opt_state")
 RUN_SECTIONS = ("backbone", "model", "loss", "data", "train")
 # Sections whose checkpoints another value cannot use: never continued, even on opt-in.
 MODEL_SECTIONS = ("backbone", "model")
+# Fields of MODEL_SECTIONS that change the numbers but not what a checkpoint holds: a change
+# continues on opt-in, like a train setting.
+OPT_IN_MODEL_FIELDS = frozenset({"model.backbone_dtype"})
 # Fields that change how a run is logged, paced or stored, never what it computes.
 COSMETIC_FIELDS = frozenset(
     {
@@ -216,7 +219,10 @@ def check_config(
         return False
     listing = "\n  ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changes)
     where = f"{workdir} holds checkpoints (steps {saved}) of a run with another config"
-    if any(key.split(".")[0] in MODEL_SECTIONS for key, _, _ in changes):
+    if any(
+        key.split(".")[0] in MODEL_SECTIONS and key not in OPT_IN_MODEL_FIELDS
+        for key, _, _ in changes
+    ):
         raise ConfigChangeError(
             f"{where}:\n  {listing}\nits checkpoints belong to another model: use a new "
             f"--workdir (or move {workdir} away)"

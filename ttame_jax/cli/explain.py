@@ -25,11 +25,11 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from ttame_jax.cli import common
 from ttame_jax.core.explainer import explain
 from ttame_jax.data.preprocess import DECODE_ERRORS
+from ttame_jax.progress import progress_bar
 from ttame_jax.visualize import save_overlay, topk_figure
 
 
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             outputs=planned,
         ),
     )  # fmt: skip
-    bar = tqdm(total=len(files), unit="img", disable=args.no_progress, desc="explain")
+    bar = progress_bar(total=len(files), unit="img", disable=args.no_progress, desc="explain")
     for paths, images, bad in _batches(files, size, batch):
         for path, error in bad:
             common.warn(f"skipping {path}: {error}")

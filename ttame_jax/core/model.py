@@ -36,6 +36,7 @@ from ttame_jax.core.adapter import adapt
 from ttame_jax.core.attention import AttentionMechanism
 from ttame_jax.core.loss import psi_classes, ttame_loss
 from ttame_jax.core.masking import mask_images, masking_rule, normalize
+from ttame_jax.core.precision import backbone_inputs, backbone_module, to_float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +58,21 @@ class TTAME:
 
     @property
     def backbone(self):
-        """The backbone's Flax module."""
+        """The backbone's Flax module (float32, as registered)."""
         return self.spec.builder()
+
+    @property
+    def dtype(self) -> str:
+        """Compute dtype of T-TAME's backbone passes (``cfg.backbone_dtype``; core/precision.py)."""
+        return self.cfg.backbone_dtype
+
+    def _frozen(self, backbone_vars, xn):
+        """``(module, variables, input)`` of a frozen backbone pass in :attr:`dtype`."""
+        module = backbone_module(self.spec, self.dtype)
+        variables, xn = backbone_inputs(
+            module, jax.lax.stop_gradient(backbone_vars), xn, self.dtype
+        )
+        return module, variables, xn
 
     @property
     def attention(self) -> AttentionMechanism:
@@ -87,7 +101,8 @@ class TTAME:
           ``(logits (B, K), [L_i (B, H_i, W_i, C_i) for each tap])``.
         """
         check_input(xn, self.spec.name, self.spec.input_size)
-        logits, taps = extract(self.backbone, jax.lax.stop_gradient(backbone_vars), xn, self.taps)
+        logits, taps = extract(*self._frozen(backbone_vars, xn), self.taps)
+        logits, taps = to_float32(logits, taps, self.dtype, self.spec.name)
         feats = [
             adapt(taps[name], self.spec.kind, name, self.cfg.vit_adapter) for name in self.taps
         ]
@@ -131,20 +146,26 @@ class TTAME:
         def want(mdl, method_name):
             return method_name == "__call__" and tuple(mdl.path) in wanted
 
-        logits, state = self.backbone.apply(
-            jax.lax.stop_gradient(backbone_vars),
+        module, variables, xn = self._frozen(backbone_vars, xn)
+        logits, state = module.apply(
+            variables,
             xn,
             train=True,
             capture_intermediates=want,
             mutable=["intermediates", "batch_stats"],
             rngs={"dropout": rng},
         )
-        feats = []
-        for name, path in zip(taps, paths, strict=True):
+        tapped = []
+        for path in paths:
             node = state["intermediates"]
             for key in path:
                 node = node[key]
-            feats.append(adapt(node["__call__"][-1], self.spec.kind, name, self.cfg.vit_adapter))
+            tapped.append(node["__call__"][-1])
+        logits, tapped = to_float32(logits, tapped, self.dtype, self.spec.name)
+        feats = [
+            adapt(t, self.spec.kind, name, self.cfg.vit_adapter)
+            for name, t in zip(taps, tapped, strict=True)
+        ]
         return logits, feats
 
     def loss_fn(
@@ -200,16 +221,18 @@ class TTAME:
         a = jax.nn.sigmoid(c)
         mask, psi = a[..., 0], a[..., 1:]
         x_masked = mask_images(x01, mask, self.masking, self.spec.mean, self.spec.std)
+        module, frozen_vars, x_masked = self._frozen(backbone_vars, x_masked)
         if backbone_train:
-            masked_logits, _ = self.backbone.apply(
-                jax.lax.stop_gradient(backbone_vars),
+            masked_logits, _ = module.apply(
+                frozen_vars,
                 x_masked,
                 train=True,
                 mutable=["batch_stats"],
                 rngs={"dropout": drop_masked},
             )
         else:
-            masked_logits = self.backbone.apply(jax.lax.stop_gradient(backbone_vars), x_masked)
+            masked_logits = module.apply(frozen_vars, x_masked)
+        masked_logits, _ = to_float32(masked_logits, (), self.dtype, self.spec.name)
         loss, terms = ttame_loss(masked_logits, y, psi, cfg)
         terms = {**terms, "loss": loss, "mask_mean": jnp.mean(mask)}
         return loss, (terms, state.get("batch_stats", {}))

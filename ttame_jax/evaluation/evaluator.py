@@ -21,7 +21,6 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
-from tqdm.auto import tqdm
 
 from ttame_jax import rundir
 from ttame_jax.config import Config, from_dict
@@ -36,6 +35,7 @@ from ttame_jax.evaluation.methods import (
     method_options,
     top1,
 )
+from ttame_jax.progress import progress_bar
 
 # extra_metrics: name -> fn(maps (B, S, S) np.float32, batch dict of np arrays) -> (B,) values
 # (NaN = not applicable to that image; the report shows the mean over the others).
@@ -100,7 +100,7 @@ def run_method(method, source, explainer, ctx, cache, *, batch_size, num_images,
     if missing:
         logging.info("%s: %d of %d batches to compute", method.name, len(missing), num_batches)
         timer, todo = _Timer(), set(missing)
-        bar = tqdm(total=num_batches, initial=num_batches - len(missing), desc=method.name,
+        bar = progress_bar(total=num_batches, initial=num_batches - len(missing), desc=method.name,
                    unit="batch", disable=not progress)  # fmt: skip
         with bar:
             for i, batch in _batches(source, batch_size, missing[0], num_images):

@@ -22,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from ttame_jax import backbones
 from ttame_jax.core.masking import normalize
 from ttame_jax.data import build_source
+from ttame_jax.progress import progress_bar
 
 
 @flax.struct.dataclass
@@ -188,7 +188,9 @@ def train_classifier(
     state = ClassifierState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params))
     train_step, predict = make_steps(model, tx, spec.mean, spec.std)
 
-    bar = tqdm(total=steps, desc=f"train {backbone_name}", disable=not progress, unit="step")
+    bar = progress_bar(
+        total=steps, desc=f"train {backbone_name}", disable=not progress, unit="step"
+    )
     epoch, step, metrics = 0, 0, {}
     while step < steps:
         for batch in train.batches(

@@ -27,9 +27,9 @@ import struct
 import time
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ttame_jax.fileio import atomic_write_bytes
+from ttame_jax.progress import progress_bar, write_line
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -159,7 +159,7 @@ def format_record(record: dict) -> str:
 
 
 class MetricsLogger:
-    """Writes records to ``metrics.jsonl`` and stdout, and drives a tqdm bar.
+    """Writes records to ``metrics.jsonl`` and stdout, and drives a tqdm bar (if installed).
 
     Args:
       workdir: directory of ``metrics.jsonl``.
@@ -191,7 +191,7 @@ class MetricsLogger:
             if tensorboard:
                 self._tb = _summary_writer(workdir, initial_step)
         self._batch_size = batch_size
-        self._bar = tqdm(
+        self._bar = progress_bar(
             total=total_steps,
             initial=initial_step,
             unit="step",
@@ -200,15 +200,26 @@ class MetricsLogger:
         )
         self._last_time = time.perf_counter()
         self._last_step = initial_step
+        self._rate_time, self._rate_step = self._last_time, initial_step
 
     def step(self, step: int) -> float:
-        """Advances the bar to ``step``; returns images/s since the previous call."""
+        """Advances the bar to ``step``; returns images/s since the previous call (the
+        host's pace: with steps dispatched ahead, :meth:`rate` is the device's)."""
         now = time.perf_counter()
         done = step - self._last_step
         rate = done * self._batch_size / max(now - self._last_time, 1e-9)
         self._bar.update(done)
         self._bar.set_postfix_str(f"{rate:.1f} img/s")
         self._last_time, self._last_step = now, step
+        return rate
+
+    def rate(self, step: int) -> float:
+        """Images/s from the previous call (or the start) to ``step``; call it when the
+        device has finished ``step`` (after its metrics were fetched), so that the time
+        counts the device's work, not only the host's dispatch of the steps."""
+        now = time.perf_counter()
+        rate = (step - self._rate_step) * self._batch_size / max(now - self._rate_time, 1e-9)
+        self._rate_time, self._rate_step = now, step
         return rate
 
     def write(self, record: dict, *, echo: bool = True) -> dict:
@@ -228,13 +239,13 @@ class MetricsLogger:
                     if key not in _NOT_SCALARS and isinstance(value, int | float):
                         self._tb.add_scalar(f"{split}/{key}", value, plain["step"])
             if echo:
-                tqdm.write(format_record(plain))
+                write_line(format_record(plain))
         return plain
 
     def note(self, text: str) -> None:
         """Prints a free-form line (start-up, resume) to stdout without breaking the bar."""
         if self._enabled:
-            tqdm.write(text)
+            write_line(text)
 
     def close(self) -> None:
         self._bar.close()

@@ -6,6 +6,9 @@ data sources (missing dataset: error) -> every batch/split/device size relation
 (one error) -> config file -> schedule and optimizer -> backbone weights (missing
 weights: error) -> initial state -> resume (newest checkpoint that restores) -> train,
 log, checkpoint, validate each epoch. See docs/safety.md for what is safe to interrupt.
+
+The step loop reads nothing back per step (``device_loop``: batches prefetched to the
+device, metrics fetched and checked finite only to log or save; docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import jax
 
 from ttame_jax import rundir
 from ttame_jax.config import Config, from_dict, raise_errors
-from ttame_jax.training import preflight, sharding, val_metrics
+from ttame_jax.training import device_loop, preflight, sharding, val_metrics
 from ttame_jax.training.metrics_log import MetricsLogger, drop_records_after
 from ttame_jax.training.schedule import OneCycle
 from ttame_jax.training.train_step import build_steps
@@ -228,6 +231,8 @@ def _train(
     logged = drop_records_after(workdir, step, write=lead)
 
     rows = sharding.process_slice(tc.batch_size)
+    put = lambda batch: sharding.shard_batch(batch["image"][rows], mesh)  # noqa: E731
+    pending = device_loop.PendingMetrics()
     last = {"train": None, "val": None}
     halt = tc.halt_after_steps or total
     logger = MetricsLogger(
@@ -249,6 +254,7 @@ def _train(
             if model.cfg.backbone_mode == "reference"
             else ""
         )
+        + (f"; backbone computes in {model.dtype}" if model.dtype != "float32" else "")
     )
     try:
         if val_src is not None and _missing_validation(logged, step, spe):
@@ -260,32 +266,29 @@ def _train(
             if step >= halt:
                 break
             if watch.requested:  # before the first step or during validation
-                _stop(manager, state, logger, workdir, step)
+                _stop(manager, state, logger, workdir, step, pending)
             batches = _train_batches(train_src, tc, spe, epoch, step - epoch * spe, augment=augment)
-            for batch in batches:
-                images = sharding.shard_batch(batch["image"][rows], mesh)
-                state, metrics = steps.train(state, backbone_vars, images)
-                metrics = jax.device_get(metrics)
-                if not metrics.pop("finite"):
-                    raise FloatingPointError(
-                        f"non-finite loss or gradient at step {step + 1} (loss "
-                        f"{float(metrics['loss'])}, grad norm {float(metrics['grad_norm'])}); "
-                        f"stopped without saving it. The last good checkpoint in "
-                        f"{workdir}/checkpoints is intact; lower train.max_lr or check the data"
-                    )
+            # The next batches are copied to the device while a step runs, and the host
+            # reads the metrics only to log or save (device_loop): no sync per step.
+            for images in device_loop.prefetch_to_device(batches, put):
+                state, metrics = steps.train(state, backbone_vars, images)  # state donated
                 step += 1
-                rate = logger.step(step)
-                if step % tc.log_every == 0 or step == total:
-                    record = {"split": "train", "step": step, "epoch": epoch, **metrics}
-                    last["train"] = logger.write({**record, "images_per_s": rate})
+                pending.add(step, metrics)
+                logger.step(step)
                 # Multi-host preemption: every host calls this at every step and gets True
                 # at the same step (always False on one process without jax.distributed).
                 preempted = watch.requested or manager.reached_preemption(step)
-                rundir.save_state(
-                    manager, state, force=step % spe == 0 or step >= halt or preempted
-                )
+                force = step % spe == 0 or step >= halt or preempted
+                logs = step % tc.log_every == 0 or step == total
+                if logs or force or manager.should_save(step):
+                    # Every pending step is checked finite before anything is saved.
+                    metrics = pending.settle(workdir)
+                    if logs:
+                        record = {"split": "train", "step": step, "epoch": epoch, **metrics}
+                        last["train"] = logger.write({**record, "images_per_s": logger.rate(step)})
+                    rundir.save_state(manager, state, force=force)
                 if preempted:
-                    _stop(manager, state, logger, workdir, step)
+                    _stop(manager, state, logger, workdir, step, pending)
                 if step >= halt:
                     break
             if step >= halt and step < (epoch + 1) * spe:
@@ -309,10 +312,11 @@ def _train(
     return {"state": state, **last}
 
 
-def _stop(manager, state, logger, workdir: str, step: int):
+def _stop(manager, state, logger, workdir: str, step: int, pending):
     """Preemption at a step boundary: the checkpoint of ``step`` is written (forced, even
     mid-epoch), then :class:`Preempted` is raised (the caller's ``finally`` waits for the
     save and closes the logs; the lock is released on the way out)."""
+    pending.settle(workdir)  # no-op if settled already; a non-finite step is never saved
     rundir.save_state(manager, state, force=True)  # no-op if it is being saved already
     manager.wait_until_finished()
     logger.note(f"preempted at step {step}: checkpoint saved; rerun to continue")

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ttame_jax.training import sharding
+from ttame_jax.training import device_loop, sharding
 
 
 def val_batches(source, batch_size: int, max_batches: int):
@@ -32,12 +32,15 @@ def val_batches(source, batch_size: int, max_batches: int):
 
 def validation_loss(state, backbone_vars, batches, *, eval_step, mesh) -> dict[str, float]:
     """Mean loss and loss terms over ``batches`` (dicts with "image" (B, S, S, 3) in [0, 1])."""
-    sums: dict[str, float] = {}
-    rows = None
+    outs, rows = [], None
     for i, batch in enumerate(batches):
         rows = rows or sharding.process_slice(batch["image"].shape[0])
         images = sharding.shard_batch(batch["image"][rows], mesh)
-        out = jax.device_get(eval_step(state, backbone_vars, images, i))
+        outs.append(eval_step(state, backbone_vars, images, i))  # stays on the device
+        if len(outs) > device_loop.MAX_IN_FLIGHT:  # bounded run-ahead, no transfer
+            jax.block_until_ready(outs[-device_loop.MAX_IN_FLIGHT - 1])
+    sums: dict[str, float] = {}
+    for out in jax.device_get(outs):  # one transfer after the last batch
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(v)
     if not sums:

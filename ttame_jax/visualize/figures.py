@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from ttame_jax.visualize.overlay import overlay
+from ttame_jax.visualize.overlay import import_matplotlib, overlay
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _PANEL = 2.0  # inches per panel
 
 
 def _grid(rows: int, cols: int) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(_PANEL * cols, _PANEL * rows + 0.3), layout="constrained")
+    figure = import_matplotlib("matplotlib.figure").Figure
+    fig = figure(figsize=(_PANEL * cols, _PANEL * rows + 0.3), layout="constrained")
     axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
     for ax in axes.ravel():
         ax.set_axis_off()

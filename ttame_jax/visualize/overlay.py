@@ -7,11 +7,23 @@ the usual way saliency maps are shown (the paper's figures, pytorch-grad-cam's
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
-from matplotlib import colormaps
 from PIL import Image
+
+
+def import_matplotlib(module: str = "matplotlib"):
+    """``module`` of matplotlib, imported when first drawn with (matplotlib is optional:
+    training, evaluation and ``explain`` without figures run without it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"ttame_jax.visualize draws with matplotlib ({module}), which is not installed: "
+            f"pip install matplotlib"
+        ) from err
 
 
 def _check(image: np.ndarray, saliency: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +48,7 @@ def _check(image: np.ndarray, saliency: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def colorize(saliency: np.ndarray, cmap: str = "jet") -> np.ndarray:
     """Map values (clipped to [0, 1]) -> float32 RGB ``(H, W, 3)`` in [0, 1]."""
-    rgba = colormaps[cmap](np.clip(np.asarray(saliency, np.float32), 0.0, 1.0))
+    rgba = import_matplotlib().colormaps[cmap](np.clip(np.asarray(saliency, np.float32), 0.0, 1.0))
     return rgba[..., :3].astype(np.float32)
 
 
