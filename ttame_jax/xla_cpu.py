@@ -9,7 +9,7 @@ docs/performance.md):
    1.8-2.3x torch's time, against 1.0x with XLA's own (Eigen) convolutions.
 2. The algebraic simplifier (HLO pass ``algsimp``) swaps a convolution's operands
    when the kernel window is larger than the input, e.g. ResNet-50's ``layer4``
-   3x3 convolutions on 2x2 maps (inputs of 64-95 px, as in Score-CAM benchmarks);
+   3x3 convolutions on 2x2 maps (64 px inputs, as in the Score-CAM benchmark);
    the swapped convolution runs about 100x slower (1.3 s instead of 13 ms for
    32 x 2 x 2 x 512 -> 512).
 
