@@ -3,13 +3,18 @@
 Usage::
 
     python benchmarks/backbones.py [--batch 8] [--repeats 5] [--backbones vgg16,resnet50]
+        [--threads 0]
 
 For each backbone: a random-init torchvision model (eval mode) and our module
 with the converted weights run on the same NHWC/NCHW batch. Ours is
-``jax.jit(module.apply)`` timed after compilation with ``block_until_ready``;
-torch runs under ``torch.inference_mode()`` with ``torch.get_num_threads()``
-threads (XLA's CPU backend likewise uses every core). The two are timed
-alternately, ``repeats`` times each, and the medians are printed as a Markdown
+``jax.jit(module.apply)`` timed after compilation with ``block_until_ready``,
+once with XLA's default CPU options and once ("opt") compiled with
+``ttame_jax.xla_cpu.CPU_CONV_OPTIONS`` (no YNNPACK fusion, no operand swap; see
+docs/performance.md); torch runs under ``torch.inference_mode()``. Threads:
+``--threads 0`` (default) leaves both libraries their defaults (XLA every core,
+torch ``torch.get_num_threads()``), ``--threads 1`` gives each one thread (use it
+on a shared, busy CPU; see ``benchmarks/_threads.py``). The three are timed
+round-robin, ``repeats`` times each, and the medians are printed as a Markdown
 table with ratio = ours / torchvision (< 1: ours is faster) and the max logit
 difference (a sanity check, not a test).
 """
@@ -19,15 +24,24 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import torch
-import torchvision
+import _threads
 
-from ttame_jax.backbones import convert_torchvision, create, get_spec
+THREADS = _threads.from_argv(sys.argv, default=0)
+_threads.pin(THREADS)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+
+from ttame_jax.backbones import convert_torchvision, create, get_spec  # noqa: E402
+from ttame_jax.xla_cpu import CPU_CONV_OPTIONS  # noqa: E402
+
+_threads.pin_torch(THREADS)
 
 
 def time_call(fn) -> float:
@@ -49,25 +63,32 @@ def bench(name: str, batch: int, repeats: int) -> dict:
     x_jax, x_torch = jnp.asarray(x), torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
 
     forward = jax.jit(create(name).apply)
+    forward_opt = jax.jit(create(name).apply, compiler_options=CPU_CONV_OPTIONS)
     t0 = time.perf_counter()
     ours = forward(variables, x_jax).block_until_ready()  # compile + first run
     compile_s = time.perf_counter() - t0
+    forward_opt(variables, x_jax).block_until_ready()
 
     def run_ours():
         forward(variables, x_jax).block_until_ready()
+
+    def run_opt():
+        forward_opt(variables, x_jax).block_until_ready()
 
     def run_torch():
         with torch.inference_mode():
             return ref(x_torch)
 
     theirs = run_torch().numpy()  # warm-up
-    t_ours, t_torch = [], []
-    for _ in range(repeats):  # alternate, so background load hits both alike
+    t_ours, t_opt, t_torch = [], [], []
+    for _ in range(repeats):  # alternate, so background load hits all alike
         t_ours.append(time_call(run_ours))
+        t_opt.append(time_call(run_opt))
         t_torch.append(time_call(run_torch))
     return dict(
         name=name,
         ours=statistics.median(t_ours),
+        opt=statistics.median(t_opt),
         torch=statistics.median(t_torch),
         compile=compile_s,
         diff=float(np.abs(np.asarray(ours) - theirs).max()),
@@ -79,21 +100,26 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--backbones", default="vgg16,resnet50,vit_b_16")
+    p.add_argument("--threads", type=int, default=0, help="1: one thread each (0 = defaults)")
     args = p.parse_args()
 
     print(
         f"batch {args.batch}, {args.repeats} repeats, jax {jax.__version__} "
         f"({jax.devices()[0].platform}), torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} threads, --threads {args.threads}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}\n"
     )
-    print("| backbone | ours (ms) | torchvision (ms) | ratio | compile (s) | logit diff |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| backbone | ours (ms) | ours opt (ms) | torchvision (ms) | ratio | ratio opt | "
+        "compile (s) | logit diff |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.backbones.split(","):
         r = bench(name.strip(), args.batch, args.repeats)
         print(
-            f"| {r['name']} | {1e3 * r['ours']:.0f} | {1e3 * r['torch']:.0f} | "
-            f"{r['ours'] / r['torch']:.2f} | {r['compile']:.1f} | {r['diff']:.1e} |",
+            f"| {r['name']} | {1e3 * r['ours']:.0f} | {1e3 * r['opt']:.0f} | "
+            f"{1e3 * r['torch']:.0f} | {r['ours'] / r['torch']:.2f} | "
+            f"{r['opt'] / r['torch']:.2f} | {r['compile']:.1f} | {r['diff']:.1e} |",
             flush=True,
         )
 

@@ -25,28 +25,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import statistics
 import sys
 import time
 
+import _threads  # noqa: E402  (benchmarks/_threads.py)
 
-def _threads_from_argv(argv) -> int:
-    """``--threads`` must act before jax and torch are imported (XLA reads it once)."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-    return 1
-
-
-THREADS = _threads_from_argv(sys.argv)
-if THREADS == 1:  # XLA: no Eigen thread pool, one intra-op thread
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    )
+THREADS = _threads.from_argv(sys.argv)
+_threads.pin(THREADS)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -57,8 +43,7 @@ from pytorch_grad_cam.ablation_layer import AblationLayerVit  # noqa: E402
 
 from ttame_jax import backbones, baselines  # noqa: E402
 
-if THREADS > 0:
-    torch.set_num_threads(THREADS)
+_threads.pin_torch(THREADS)
 REFERENCE = {
     "gradcam": GradCAM,
     "gradcampp": GradCAMPlusPlus,

@@ -4,9 +4,12 @@ Both are jitted, same batch (default 8 images at the backbone's input size),
 same random-init weights, same run; wall time is the minimum over ``--repeats``
 round-robin rounds after one warm-up (compile) call each. ``explain`` does the backbone forward
 with feature taps, the attention branches, the fusion channel of the top-1
-class only, min-max and the resize to input resolution. The last column is the
+class only, min-max and the resize to input resolution. "all-K fwd" is the
 eval-mode ``TTAME.forward`` that computes all K fusion channels at feature
-resolution (what the reference implementation does at inference), for comparison.
+resolution (what the reference implementation does at inference); "explain all"
+is ``explain(all_classes=True)``: all K maps min-max scaled and resized to input
+resolution, a ``(B, K, S, S)`` float32 output (1.6 GB for ResNet-50 at batch 8,
+whose writing alone is a large part of its time on a CPU).
 
     python benchmarks/explain_cost.py [--backbones vgg16,resnet50,vit_b_16] [--batch 8]
 """
@@ -14,6 +17,7 @@ resolution (what the reference implementation does at inference), for comparison
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -55,13 +59,14 @@ def measure(name: str, batch: int, repeats: int) -> dict:
     mean, std = jnp.asarray(spec.mean), jnp.asarray(spec.std)
 
     backbone = jax.jit(lambda v, x: model.backbone.apply(v, (x - mean) / std))
-    explain_jit = jax.jit(explain)
+    explain_jit = jax.jit(explain, static_argnames=("all_classes",))
     forward = jax.jit(model.forward)
     return _interleaved_min_times(
         {
             "backbone": lambda: backbone(backbone_vars, x),
             "explain": lambda: explain_jit(params, x),
             "all_k": lambda: forward(attn_vars, backbone_vars, x),
+            "explain_all": lambda: explain_jit(params, x, all_classes=True).maps,
         },
         repeats,
     )
@@ -75,10 +80,13 @@ def main():
     args = parser.parse_args()
 
     device = jax.devices()[0].device_kind
-    print(f"device: {device}, batch {args.batch}, min of {args.repeats} interleaved rounds")
+    print(
+        f"device: {device}, batch {args.batch}, min of {args.repeats} interleaved rounds, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     header = (
         f"{'backbone':<10} {'forward ms':>11} {'explain ms':>11} {'ratio':>7} "
-        f"{'all-K fwd ms':>13} {'ratio':>7}"
+        f"{'all-K fwd ms':>13} {'ratio':>7} {'explain all ms':>15} {'ratio':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -87,7 +95,8 @@ def main():
         print(
             f"{name:<10} {1e3 * r['backbone']:>11.1f} {1e3 * r['explain']:>11.1f} "
             f"{r['explain'] / r['backbone']:>6.2f}x {1e3 * r['all_k']:>13.1f} "
-            f"{r['all_k'] / r['backbone']:>6.2f}x",
+            f"{r['all_k'] / r['backbone']:>6.2f}x {1e3 * r['explain_all']:>15.1f} "
+            f"{r['explain_all'] / r['backbone']:>6.2f}x",
             flush=True,
         )
 

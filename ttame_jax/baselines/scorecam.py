@@ -14,7 +14,9 @@ those target logits:
 
 then the same scaling and resizing as Grad-CAM. One backbone pass per channel:
 ``batch_size`` masked inputs (pairs of image and channel, over the whole batch)
-go through the backbone at a time, so memory stays bounded for any ``C``.
+go through the backbone at a time, so memory stays bounded for any ``C``. On CPU
+it compiles with :data:`ttame_jax.xla_cpu.CPU_CONV_OPTIONS` (XLA's default CPU
+convolution path is up to 4x slower for these passes; see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import jax
 
 from ttame_jax.baselines import common
 from ttame_jax.baselines.resize import resize
+from ttame_jax.xla_cpu import conv_jit
 
 MASK_EPS = 1e-8
 
 
-@functools.partial(jax.jit, static_argnames=("module", "path", "batch_size"))
+@functools.partial(conv_jit, static_argnames=("module", "path", "batch_size"))
 def _score_cam(module, variables, x, path, target, batch_size):
     logits, act = common.apply_at_tap(module, variables, x, path, lambda a: a)
     target = common.select_target(logits, target)

@@ -1,0 +1,51 @@
+"""ttame_jax.xla_cpu: the CPU compile options are accepted, act, and change no result."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ttame_jax.xla_cpu import CPU_CONV_OPTIONS, conv_jit
+
+
+def _conv(x, w):
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+@pytest.fixture
+def tiny_map():
+    """A 3x3 kernel on a 2x2 map: the case XLA's algebraic simplifier rewrites."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, 2, 2, 16)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 16, 8)), jnp.float32)
+    return x, w
+
+
+def test_options_stop_the_operand_swap(tiny_map):
+    if jax.default_backend() != "cpu":
+        pytest.skip("CPU compiler options")
+    default = jax.jit(_conv).lower(*tiny_map).compile().as_text()
+    tuned = jax.jit(_conv, compiler_options=CPU_CONV_OPTIONS).lower(*tiny_map).compile().as_text()
+    assert "rhs_reversal" in default  # XLA swapped the operands (the slow form)
+    assert "rhs_reversal" not in tuned and "ynn_fusion" not in tuned
+
+
+def test_conv_jit_matches_jit_and_numpy(tiny_map):
+    x, w = tiny_map
+    got = np.asarray(conv_jit(_conv)(x, w))
+    np.testing.assert_allclose(got, np.asarray(jax.jit(_conv)(x, w)), atol=1e-5, rtol=1e-5)
+    # direct sum over the zero-padded 3x3 window
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    ref = np.zeros(got.shape)
+    for i in range(2):
+        for j in range(2):
+            ref[:, i, j] = np.einsum("bhwc,hwco->bo", xp[:, i : i + 3, j : j + 3], w)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_conv_jit_keeps_static_args(tiny_map):
+    x, w = tiny_map
+    f = conv_jit(lambda x, w, scale: _conv(x, w) * scale, static_argnames=("scale",))
+    np.testing.assert_allclose(f(x, w, scale=2), 2 * np.asarray(f(x, w, scale=1)), rtol=1e-6)
