@@ -123,12 +123,13 @@ def run_backbone(config: Config, backbone: str, workdir: str, index: int) -> dic
     folder = os.path.join(workdir, backbone)
     head = f"[{index + 1}/{len(config.benchmark.backbones)}] {backbone}"
     seeds = list(config.benchmark.ttame_seeds)
-    times = {}
+    times, cpu_times = {}, {}
 
     def timed(key, fn, *args, **kw):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), report.cpu_seconds()
         out = fn(*args, **kw)
         times[key] = round(times.get(key, 0.0) + time.perf_counter() - start, 1)
+        cpu_times[key] = round(cpu_times.get(key, 0.0) + report.cpu_seconds() - cpu, 1)
         return out
 
     _stage(config, f"{head} — stage 1/{STAGES}: train the backbone from scratch")
@@ -173,6 +174,7 @@ def run_backbone(config: Config, backbone: str, workdir: str, index: int) -> dic
         "counterfactual": cf,
         "ttame_seeds": {"median": median, "per_seed": per_seed},
         "seconds": times,
+        "cpu_seconds": cpu_times,
     }
 
 
