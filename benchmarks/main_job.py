@@ -4,8 +4,9 @@ Runs :func:`ttame_jax.benchmark.pipeline.run_benchmark` with the packaged ``synt
 config (or a variant) into a fresh folder and prints, per backbone and stage: wall
 seconds, CPU seconds of the whole process (all threads, XLA's included; on a shared
 machine the CPU seconds are the steadier number), and the XLA compilations in it
-(count and seconds: tracing + lowering + backend compile), with the functions compiled
-most often. Stages are the pipeline's own: backbone, ttame, evaluation, counterfactual.
+(count and wall seconds: tracing + lowering + backend compile; hits = programs loaded
+from the persistent cache in ``workdir/xla_cache``), with the functions compiled most
+often. Stages are the pipeline's own: backbone, ttame, evaluation, counterfactual.
 
     python benchmarks/main_job.py [--variant=""|smoke] [--workdir=/tmp/main_job]
         [--set eval.num_images=32 ...]
@@ -43,6 +44,11 @@ class Recorder:
         self.rows = collections.defaultdict(lambda: collections.Counter())
         self.compiled = collections.defaultdict(collections.Counter)
         jax.monitoring.register_event_duration_secs_listener(self._on_event)
+        jax.monitoring.register_event_listener(self._on_count)
+
+    def _on_count(self, event, **kw):
+        if event == "/jax/compilation_cache/cache_hits":  # loaded from workdir/xla_cache
+            self.rows[self.stage]["cache_hits"] += 1
 
     def _on_event(self, event, duration, **kw):
         if event not in COMPILE_EVENTS:
@@ -116,11 +122,11 @@ def main():
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"\nCPU: {cpu_model()}, {os.cpu_count()} cores; load average {load}; {when}")
     print(f"total: {wall:.0f} s wall, {cpu:.0f} CPU-s")
-    head = f"{'stage':34s} {'wall s':>7s} {'CPU s':>7s} {'compiles':>8s} {'compile s':>9s}"
+    head = f"{'stage':34s} {'wall s':>7s} {'CPU s':>7s} {'compiles':>8s} {'compile s':>9s} hits"
     print(head + "\n" + "-" * len(head))
     for stage, row in rec.rows.items():
         print(f"{stage:34s} {row['wall_s']:7.1f} {row['cpu_s']:7.1f} {row['compiles']:8d} "
-              f"{row['compile_s']:9.1f}")  # fmt: skip
+              f"{row['compile_s']:9.1f} {row['cache_hits']:4d}")  # fmt: skip
     for stage, counts in rec.compiled.items():
         top = ", ".join(f"{n}×{c}" for n, c in counts.most_common(args.top))
         print(f"  {stage}: {top}")
