@@ -60,6 +60,26 @@ def test_ttame_is_reported_over_its_seeds(run):
     assert f"over {len(seeds)} training seeds" in text
 
 
+def test_compiled_programs_are_kept_in_the_workdir(run):
+    """The persistent compilation cache lives in workdir/xla_cache during the run (later
+    seeds and reruns load from it) and is switched off again afterwards."""
+    import jax
+
+    _, workdir, _ = run
+    assert os.listdir(os.path.join(workdir, "xla_cache"))  # the backbone's steps at least
+    assert jax.config.jax_compilation_cache_dir is None
+
+
+def test_report_states_the_machine_and_cpu_seconds(run):
+    _, workdir, result = run
+    assert result["machine"]["cpu"] and result["machine"]["cores"] >= 1
+    for b in result["backbones"].values():
+        assert set(b["cpu_seconds"]) == set(b["seconds"])
+        assert all(v > 0 for v in b["cpu_seconds"].values())
+    text = open(os.path.join(workdir, "report.md")).read()
+    assert result["machine"]["cpu"] in text and "Seconds per stage (wall / CPU)" in text
+
+
 def test_verdict_needs_differences_beyond_the_seed_range():
     keys = ("pointing_game", "mass_inside", "counterfactual")
     gradcam = dict(zip(keys, (50.0, 15.0, 80.0), strict=True))

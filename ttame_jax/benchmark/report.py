@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import resource
 
 from ttame_jax.config import to_dict
 from ttame_jax.fileio import atomic_write_bytes
@@ -38,6 +40,31 @@ COLUMNS = (  # (header, better, getter on a row dict of report.json)
     ("Counterf.↑", "high", "counterfactual"),
 )
 METRICS = tuple(key for _, _, key in COLUMNS)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process, all threads (XLA's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine() -> dict:
+    """Where the timings were measured: CPU model, cores, JAX backend."""
+    import jax
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "backend": jax.default_backend()}
 
 
 def _row(m: dict, cf_rate: float) -> dict:
@@ -80,6 +107,7 @@ def build(config, per_backbone: dict, *, seconds: float) -> dict:
     out = {
         "config": to_dict(config),
         "seconds": round(seconds, 1),
+        "machine": machine(),
         "seeds": list(config.benchmark.ttame_seeds),
     }
     out["backbones"] = {}
@@ -104,6 +132,7 @@ def build(config, per_backbone: dict, *, seconds: float) -> dict:
             "median_seed": seeds["median"],
             "figures": b["counterfactual"]["figures"],
             "seconds": b["seconds"],
+            "cpu_seconds": b.get("cpu_seconds", {}),
             "classifier": b["classifier"],
             "evaluation": b["evaluation"],
         }
@@ -178,7 +207,7 @@ def render_markdown(result: dict) -> str:
         f"Generated {cfg['data']['train_size']} training images at the backbones' input size "
         "(a target object whose fill pattern is the class, among clutter); backbones "
         "trained from scratch, then T-TAME, then every method explained the top-1 class of "
-        f"the same test images. Total time {result['seconds']:.0f} s.",
+        f"the same test images. Total time {result['seconds']:.0f} s{_on_machine(result)}.",
         "",
         "Columns: FP = forward passes per explanation; AD/IC (%) at 100/50/15 % of the pixels "
         "kept; MoRF/LeRF = ROAD accuracy (%) averaged over 10-90 % removed; Ins./Del. = "
@@ -206,8 +235,11 @@ def render_markdown(result: dict) -> str:
             "",
             verdict(b["rows"], b.get("spread")),
             "",
-            "Seconds per stage: "
-            + ", ".join(f"{k} {v:.0f}" for k, v in b["seconds"].items())
+            "Seconds per stage (wall / CPU): "
+            + ", ".join(
+                f"{k} {v:.0f} / {b.get('cpu_seconds', {}).get(k, float('nan')):.0f}"
+                for k, v in b["seconds"].items()
+            )
             + "; per explanation: "
             + ", ".join(f"{m} {r['seconds_per_image']:.3g}" for m, r in b["rows"].items())
             + ".",
@@ -215,6 +247,11 @@ def render_markdown(result: dict) -> str:
             "Figures: " + ", ".join(f"`{os.path.basename(p)}`" for p in b["figures"]),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _on_machine(result: dict) -> str:
+    m = result.get("machine")  # absent in reports of earlier versions
+    return f" on {m['cpu']} ({m['cores']} cores, JAX {m['backend']})" if m else ""
 
 
 def _seed_note(seeds: list, b: dict) -> str:
