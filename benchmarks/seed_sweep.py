@@ -1,13 +1,14 @@
 """T-TAME's seed-to-seed spread on the synthetic benchmark, and what decides it (issue 12 A).
 
-Setting: the default benchmark's ``synthetic_cnn`` (trained once with the ``synthetic``
-config by :func:`ttame_jax.benchmark.backbones.get_or_train`, cached in ``--backbone-dir``
-and frozen), T-TAME trained with the benchmark's recipe (``configs/synthetic.py``: 2 epochs
-x 50 steps, batch 32, OneCycle max lr 1e-2). A seed is the run's ``train.seed``: the
-attention's initialisation, the data order and the generated training sample change; the
-backbone and the test images do not. Each *variant* applies config overrides on top of
-that recipe with the paper's fusion init (:data:`BASE`, :data:`VARIANTS`); every
-(variant, seed) is one run.
+Setting: the default benchmark's ``synthetic_cnn`` (or ``--backbone synthetic_vit``),
+trained once with the ``synthetic`` config by
+:func:`ttame_jax.benchmark.backbones.get_or_train`, cached in ``--backbone-dir`` and frozen;
+T-TAME trained with the benchmark's recipe (``configs/synthetic.py``: 2 epochs x 50 steps,
+batch 32, OneCycle max lr 1e-2). A seed is the run's ``train.seed``: the attention's
+initialisation, the data order and the generated training sample change; the backbone and
+the test images do not. Each *variant* applies config overrides on top of that recipe
+with the paper's fusion init (:data:`BASE`, :data:`VARIANTS`); every (variant, seed) is
+one run.
 
 Per run, on every single-object test image (``data.test_size`` = 400, about 300 of them)
 whose top-1 class is its label, T-TAME's map of that class (min-max normalised, at image
@@ -16,15 +17,16 @@ size, as the evaluator scores it):
 - **pointing** and **mass** inside the evidence (:mod:`ttame_jax.benchmark.localization`);
 - the **ring contrast** of each image: mean map inside the evidence mask minus the mean map
   in the ring of pixels within :data:`RING_WIDTH` = 4 px of it (outside it). The objects
-  have a radius of 6.5-9.5 px in the 64 px images and the maps are computed at 32 x 32
-  (one map cell = 2 px), so the ring is 2 map cells wide, about half an object radius:
-  the band where an inverted map peaks, and close enough to exclude most clutter;
+  have a radius of 6.5-9.5 px in the 64 px images and the CNN's maps are computed at
+  32 x 32 (one map cell = 2 px; the ViT's at 8 x 8), so for the CNN the ring is 2 map
+  cells wide, about half an object radius: the band where an inverted map peaks, and
+  close enough to exclude most clutter;
 - a class is **inverted** when the mean ring contrast of its images is below 0: its map is
   on average higher around the object than on it.
 
 The same contrast is also measured for the *initial* attention (before any step; the
 trainer initialises it with ``jax.random.key(train.seed)``), to see whether the init
-already decides which classes invert (``init_contrast`` in the JSON).
+already decides which classes invert (``init`` in each run's JSON).
 
 Results: one ``result.json`` per run in ``OUT/<variant>/seed_<s>/`` (the T-TAME run dir
 too; a finished run is reused, so an interrupted sweep resumes), and ``OUT/sweep.json``
@@ -83,7 +85,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     ),
 }
 RING_WIDTH = 4.0  # pixels of the 64 px image (see the module docstring)
-BACKBONE = "synthetic_cnn"
+BACKBONES = ("synthetic_cnn", "synthetic_vit")
 # Faster runs, same result: no per-epoch validation, no TensorBoard, no progress bars.
 QUIET = {
     "train.validate_every_epoch": False,
@@ -104,13 +106,13 @@ def sweep_config(variant: str):
     return configs.load("synthetic", {**QUIET, **BASE, **VARIANTS[variant][0]})
 
 
-def test_images(config) -> dict[str, np.ndarray]:
+def test_images(config, backbone: str) -> dict[str, np.ndarray]:
     """Every single-object test image (image, label, evidence)."""
     from ttame_jax.backbones import get_spec
     from ttame_jax.benchmark import localization, samples
     from ttame_jax.evaluation.inputs import open_split
 
-    source = open_split(config, "test", get_spec(BACKBONE).input_size)
+    source = open_split(config, "test", get_spec(backbone).input_size)
     batch = samples.pick(source, len(source), two_objects=False)
     assert localization.single_object(batch).all()
     return batch
@@ -160,7 +162,7 @@ def initial_scores(tcfg, images, num_classes) -> dict:
     return score(Explainer.from_model(model, bvars, attn), images, num_classes)
 
 
-def run_one(variant: str, seed: int, weights: str, out: str, images, class_names) -> dict:
+def run_one(variant, seed, backbone, weights, out, images, class_names) -> dict:
     """Trains T-TAME (variant, seed) and scores it; reuses a finished ``result.json``."""
     from ttame_jax.benchmark import pipeline
     from ttame_jax.core.explainer import load
@@ -170,7 +172,7 @@ def run_one(variant: str, seed: int, weights: str, out: str, images, class_names
     if os.path.exists(result_file):
         with open(result_file) as f:
             return json.load(f)
-    tcfg = pipeline.ttame_config(sweep_config(variant), BACKBONE, weights, seed=seed)
+    tcfg = pipeline.ttame_config(sweep_config(variant), backbone, weights, seed=seed)
     run_dir = os.path.join(folder, "ttame")
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's per-run log lines
@@ -178,6 +180,7 @@ def run_one(variant: str, seed: int, weights: str, out: str, images, class_names
     train_s = time.perf_counter() - start
     k = len(class_names)
     result = {
+        "backbone": backbone,
         "variant": variant,
         "seed": seed,
         **score(load(run_dir), images, k),
@@ -297,7 +300,13 @@ def main(argv=None) -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--variants", default="baseline", help="comma-separated, see --list")
     parser.add_argument(
-        "--backbone-dir", default=None, help="cached trained backbone (default OUT/backbone)"
+        "--backbone", default=BACKBONES[0], choices=BACKBONES, help="one backbone per OUT"
+    )
+    parser.add_argument(
+        "--backbone-dir",
+        default=None,
+        help="cached trained backbone (default OUT/backbone; the ViT's stem comes from, or is "
+        "trained into, the sibling folder synthetic_cnn)",
     )
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
     parser.add_argument(
@@ -321,11 +330,11 @@ def main(argv=None) -> None:
     from ttame_jax.benchmark.backbones import get_or_train
 
     base = sweep_config("baseline")
-    trained = get_or_train(base, BACKBONE, args.backbone_dir or os.path.join(args.out, "backbone"))
-    images = test_images(base)
-    names = get_spec(BACKBONE).class_names
+    trained = get_or_train(base, args.backbone, args.backbone_dir or f"{args.out}/backbone")
+    images = test_images(base, args.backbone)
+    names = get_spec(args.backbone).class_names
     print(
-        f"{BACKBONE}: test accuracy {100 * trained['accuracy']:.1f} %; {len(images['label'])} "
+        f"{args.backbone}: test accuracy {100 * trained['accuracy']:.1f} %; {len(images['label'])} "
         f"single-object test images; {platform.processor() or platform.machine()}, "
         f"load {os.getloadavg()[0]:.1f}",
         flush=True,
@@ -334,7 +343,7 @@ def main(argv=None) -> None:
     runs: dict[str, list[dict]] = {}
     for v in [] if args.summary_only else variants:
         for s in seeds:
-            r = run_one(v, s, trained["weights"], args.out, images, names)
+            r = run_one(v, s, args.backbone, trained["weights"], args.out, images, names)
             runs.setdefault(v, []).append(r)
             print(_line(r, names), flush=True)
         print(_summary_line(v, summarize(runs[v])), flush=True)
