@@ -86,3 +86,27 @@ def test_extra_metrics_skip_two_object_images():
 def test_bad_input_is_explained(maps, mask, match):
     with pytest.raises(ValueError, match=match):
         loc.mass_inside(maps, mask)
+
+
+def test_evidence_ring_is_the_disc_dilation_minus_the_evidence():
+    ev = _mask((3, 3), size=7)
+    ring = loc.evidence_ring(ev[None], 1)[0]
+    # width 1: the 4 neighbours (the diagonals lie at sqrt(2) > 1)
+    np.testing.assert_array_equal(ring, _mask((2, 3), (4, 3), (3, 2), (3, 4), size=7))
+    ring2 = loc.evidence_ring(ev[None], 2)[0]
+    assert ring2.sum() == 12  # 13 pixel centres within distance 2, minus the centre
+    assert not ring2[3, 3] and ring2[1, 3] and ring2[2, 2] and not ring2[1, 2]
+    with pytest.raises(ValueError, match="ring width"):
+        loc.evidence_ring(ev[None], 0.5)
+
+
+def test_ring_contrast_signs_and_hand_values():
+    ev = _mask((3, 3), size=7)
+    ring = _mask((2, 3), (4, 3), (3, 2), (3, 4), size=7)
+    on = ev * 1.0  # peak on the object: 1 - 0
+    inverted = ring * 0.5  # ring around it: 0 - 0.5
+    flat = np.full((7, 7), 0.3)
+    got = loc.ring_contrast(np.stack([on, inverted, flat]), np.stack([ev] * 3), 1)
+    np.testing.assert_allclose(got, [1.0, -0.5, 0.0])
+    empty = loc.ring_contrast(np.zeros((1, 7, 7)), np.zeros((1, 7, 7), bool), 1)
+    assert np.isnan(empty[0])

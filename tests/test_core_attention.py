@@ -49,6 +49,21 @@ def test_parameter_shapes_follow_reference_names():
     assert np.abs(fuser["kernel"]).max() <= bound and np.abs(fuser["bias"]).max() <= bound
 
 
+def test_fusion_init_zeros_starts_every_class_map_flat_at_zero():
+    taps = _taps()
+    variables = AttentionMechanism(K, fusion_init="zeros").init(jax.random.key(0), taps)
+    fuser = variables["params"]["fuser"]
+    assert not np.any(fuser["kernel"]) and not np.any(fuser["bias"])
+    c = AttentionMechanism(K, fusion_init="zeros").apply(variables, taps)
+    np.testing.assert_array_equal(np.asarray(c), 0.0)
+    # The branches keep their random init; the default fusion init is random (torch's).
+    assert np.any(variables["params"]["convs_0"]["kernel"])
+    default = AttentionMechanism(K).init(jax.random.key(0), taps)["params"]["fuser"]
+    assert np.all(default["kernel"] != 0)
+    with pytest.raises(ValueError, match="fusion init"):
+        AttentionMechanism(K, fusion_init="ones").init(jax.random.key(0), taps)
+
+
 def test_no_batchnorm_variant_has_no_bn_and_fewer_taps_fewer_branches():
     variables = AttentionMechanism(K, skip=False, batchnorm=False).init(
         jax.random.key(0), _taps()[:1]

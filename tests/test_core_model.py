@@ -102,6 +102,10 @@ def test_build_checks_taps():
         build(CNN, {"taps": ("layer3",)})
     with pytest.raises(ValueError, match="branch_act"):
         build(CNN, ModelConfig(branch_act="tanh"))
+    with pytest.raises(ValueError, match="fusion_init must be one of"):
+        build(CNN, ModelConfig(fusion_init="ones"))
+    assert build(CNN).attention.fusion_init == "torch"  # the paper's / reference's init
+    assert build(CNN, ModelConfig(fusion_init="zeros")).attention.fusion_init == "zeros"
     assert hash(build(CNN)) == hash(build(CNN))  # static: usable as a jit static argument
 
 
@@ -123,13 +127,16 @@ def test_vit_forward_uses_adapted_tokens():
     assert np.isfinite(float(loss))
 
 
-def test_loss_fn_equals_pieces_with_b_by_b_psi(cnn):
+@pytest.mark.parametrize("selection", ["auto", "own"])
+def test_loss_fn_equals_pieces_with_b_by_b_psi(cnn, selection):
     # Without BatchNorm the train and eval passes agree, so the loss can be rebuilt from the
-    # full eval-mode c by NumPy indexing: Ψ[i, ..., j] = A[i, ..., y_j], mask = A[i, ..., y_i].
-    model, bvars, _, x = cnn
+    # full eval-mode c by NumPy indexing: Ψ[i, ..., j] = A[i, ..., y_j] (psi_selection
+    # "auto", reference variant) or A[i, ..., y_i] ("own"); mask = A[i, ..., y_i].
+    _, _, _, x = cnn
     model = build(CNN, ModelConfig(skip=False, batchnorm=False))
+    bvars = jax.jit(model.backbone.init)(jax.random.key(1), x)  # predicts 2 classes on x
     avars = jax.jit(model.init)(jax.random.key(3), bvars, x)
-    cfg = LossConfig()
+    cfg = LossConfig(psi_selection=selection)
     loss, (terms, new_bs) = jax.jit(model.loss_fn, static_argnums=4)(
         avars["params"], avars["batch_stats"], bvars, x, cfg
     )
@@ -137,7 +144,9 @@ def test_loss_fn_equals_pieces_with_b_by_b_psi(cnn):
     c, logits = jax.jit(model.forward)(avars, bvars, x)
     a = np.asarray(jax.nn.sigmoid(c))
     y = np.asarray(logits).argmax(-1)
-    psi = np.stack([a[i][..., y] for i in range(3)])  # (B, H_e, W_e, B)
+    assert len(set(y.tolist())) > 1  # else both selections would coincide
+    slots = [y if selection == "auto" else np.full(3, y[i]) for i in range(3)]
+    psi = np.stack([a[i][..., slots[i]] for i in range(3)])  # (B, H_e, W_e, B)
     mask = np.stack([a[i, ..., y[i]] for i in range(3)])
     xm = mask_images(x, jnp.asarray(mask), "cnn", MEAN, STD)
     want, want_terms = ttame_loss(TinyCNN().apply(bvars, xm), jnp.asarray(y), jnp.asarray(psi), cfg)

@@ -122,6 +122,15 @@ def test_psi_classes_paper_own_class_then_random_others():
         psi_classes(y, "paper", 4)
 
 
+def test_psi_classes_own_is_the_images_class_in_every_slot():
+    y = jnp.array([2, 0, 1])
+    for variant in ("reference", "paper"):  # no rng needed: nothing is drawn
+        got = psi_classes(y, variant, num_classes=5, selection="own")
+        np.testing.assert_array_equal(np.asarray(got), [[2, 2, 2], [0, 0, 0], [1, 1, 1]])
+    with pytest.raises(ValueError, match="psi_selection"):
+        psi_classes(y, "reference", 5, selection="diagonal")
+
+
 # ---------------------------------------------------------------- loss terms
 
 
@@ -215,6 +224,9 @@ def test_loss_config_validation():
         ttame_loss(jnp.zeros((2, 2)), jnp.array([0, 1]), _psi_b2(), bad)
     with pytest.raises(ValueError, match="unknown field"):
         from_dict({"loss": {"lambda5": 1.0}})
+    assert LossConfig().psi_selection == "auto"  # the paper's / reference's selection
+    with pytest.raises(ValueError, match="psi_selection must be one of"):
+        from_dict({"loss": {"psi_selection": "diagonal"}})
 
 
 # ---------------------------------------------------------------- masking

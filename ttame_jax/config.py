@@ -52,6 +52,8 @@ _MASKING = ("auto", "cnn", "vit")
 VIT_ADAPTERS = ("drop-class-token", "class-token-product")
 _BRANCH_ACT = ("relu", "sigmoid")
 _LOSS_VARIANTS = ("reference", "paper")
+PSI_SELECTIONS = ("auto", "own")
+FUSION_INITS = ("torch", "zeros")
 BACKBONE_MODES = ("eval", "reference")
 BACKBONE_DTYPES = ("float32", "bfloat16")
 AUGMENT = ("auto", "always", "never")
@@ -86,6 +88,10 @@ class ModelConfig:
     # taps and logits return to float32, so the attention mechanism and the loss stay
     # float32; metrics score with the float32 backbone; docs/architecture.md).
     backbone_dtype: str = "float32"
+    # Initialisation of the fusion 1x1 conv: "torch" (U(±1/√fan_in) for kernel and bias, as
+    # the reference trains from; the paper's) | "zeros" (kernel and bias 0: every class map
+    # starts flat, with no random sign per class; docs/benchmark.md, "Seed spread").
+    fusion_init: str = "torch"
 
     def errors(self) -> list[str]:
         out = []
@@ -93,6 +99,10 @@ class ModelConfig:
             out.append(
                 f"config.model.backbone_dtype must be one of {BACKBONE_DTYPES}, "
                 f"got {self.backbone_dtype!r}"
+            )
+        if self.fusion_init not in FUSION_INITS:
+            out.append(
+                f"config.model.fusion_init must be one of {FUSION_INITS}, got {self.fusion_init!r}"
             )
         if self.backbone_mode not in BACKBONE_MODES:
             out.append(
@@ -137,9 +147,20 @@ class LossConfig:
     area_power: float = 0.3
     # Added to Ψ before the power in the area term (reference only).
     area_eps: float = 0.0005
+    # Classes of Ψ, the maps the area and smoothness terms push down: "auto" (the variant's:
+    # "reference", every image gets the B classes predicted for the batch; "paper", its own
+    # class and B-1 random others) | "own" (each image's own class y_i in all B slots, so no
+    # class map is pushed down on other classes' images and the terms keep their scale; not
+    # the paper's; docs/benchmark.md, "Seed spread").
+    psi_selection: str = "auto"
 
     def errors(self) -> list[str]:
         out = []
+        if self.psi_selection not in PSI_SELECTIONS:
+            out.append(
+                f"config.loss.psi_selection must be one of {PSI_SELECTIONS}, "
+                f"got {self.psi_selection!r}"
+            )
         if self.variant not in _LOSS_VARIANTS:
             out.append(f"config.loss.variant must be one of {_LOSS_VARIANTS}, got {self.variant!r}")
         for name in ("ce", "area", "tv", "border", "area_eps"):

@@ -14,6 +14,9 @@ object's mask), so an explanation can be checked directly:
 - **counterfactual check** on two-object images: the map for class A puts more
   mass on object A than on object B, *and* the map for class B puts more on B
   than on A.
+- **ring contrast**: the map's mean inside the evidence minus its mean in the ring of
+  pixels around it (:func:`evidence_ring`); below 0 the map is *inverted* (higher
+  around the object than on it; docs/benchmark.md, "Seed spread").
 
 All functions are pure NumPy on batches: maps ``(B, H, W)`` (any non-negative
 scale), masks ``(B, H, W)`` bool, results ``(B,)``.
@@ -83,6 +86,42 @@ def counterfactual(maps_a, maps_b, evidence_a, evidence_b) -> np.ndarray:
     a_on_a, a_on_b = (maps_a * only_a).sum((1, 2)), (maps_a * only_b).sum((1, 2))
     b_on_b, b_on_a = (maps_b * only_b).sum((1, 2)), (maps_b * only_a).sum((1, 2))
     return ((a_on_a > a_on_b) & (b_on_b > b_on_a)).astype(np.float64)
+
+
+def evidence_ring(evidence, width: float) -> np.ndarray:
+    """``(B, H, W)`` bool: the pixels outside ``evidence`` whose centre lies within
+    ``width`` pixels (Euclidean) of an evidence pixel's centre.
+
+    Raises:
+      ValueError: ``width`` < 1 (the ring would be empty).
+    """
+    from scipy import ndimage
+
+    if width < 1:
+        raise ValueError(f"the ring width must be >= 1 pixel, got {width}")
+    evidence = np.asarray(evidence, bool)
+    r = int(np.floor(width))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    disc = (dy**2 + dx**2 <= width**2)[None]  # (1, 2r+1, 2r+1): per image
+    return ndimage.binary_dilation(evidence, structure=disc) & ~evidence
+
+
+def ring_contrast(maps, evidence, width: float) -> np.ndarray:
+    """``(B,)`` mean of each map inside ``evidence`` minus its mean in the ring of
+    :func:`evidence_ring` (``width`` pixels); NaN where either region is empty.
+
+    For maps in [0, 1] it lies in [-1, 1]; < 0 means the map is higher around the
+    object than on it.
+    """
+    maps, (evidence,) = _check(maps, evidence)
+    ring = evidence_ring(evidence, width)
+
+    def mean_over(region):
+        n = region.sum(axis=(1, 2))
+        total = (maps * region).sum(axis=(1, 2))
+        return np.divide(total, n, out=np.full(len(maps), np.nan), where=n > 0)
+
+    return mean_over(evidence) - mean_over(ring)
 
 
 def single_object(batch: Mapping[str, np.ndarray]) -> np.ndarray:

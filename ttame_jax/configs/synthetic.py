@@ -30,6 +30,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         )
     c = ml_collections.ConfigDict()
     c.backbone = {"name": "synthetic_cnn", "weights": "random"}  # set per backbone
+    # Fusion conv starts at 0 (not the paper's random init): with the random init, a class
+    # whose initial map is higher around its objects than on them stays inverted (0-5 of 8
+    # classes per seed); docs/benchmark.md, "Seed spread".
+    c.model = {"fusion_init": "zeros"}
     c.data = {
         "name": "synthetic",
         "train_size": 4000,  # generated training images (backbones and T-TAME)

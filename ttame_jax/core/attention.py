@@ -25,7 +25,8 @@ eps 1e-5. (Flax updates the running variance with the biased batch variance,
 torch with the unbiased one; the factor n/(n-1) is 1 + 4e-5 for n = 32·28·28.)
 
 Initialisation follows torch's ``Conv2d`` default, U(-1/√fan_in, 1/√fan_in) for
-kernel and bias, as the reference trains from it.
+kernel and bias, as the reference trains from it; ``fusion_init="zeros"``
+(``config.model.fusion_init``, not the paper's) starts the fusion conv at 0.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Fusion(nn.Module):
     """
 
     num_classes: int
+    init: str = "torch"  # "torch" (U(±1/√fan_in)) | "zeros"
 
     @nn.compact
     def __call__(
@@ -84,8 +86,13 @@ class Fusion(nn.Module):
           ``(B, H_e, W_e, K)`` or ``(B, H_e, W_e, k)`` pre-sigmoid maps ``c``.
         """
         f = sum(h.shape[-1] for h in branches)
-        kernel = self.param("kernel", _torch_kernel_init, (1, 1, f, self.num_classes))
-        bias = self.param("bias", _torch_bias_init(f), (self.num_classes,))
+        if self.init not in ("torch", "zeros"):
+            raise ValueError(f"fusion init must be 'torch' or 'zeros', got {self.init!r}")
+        zeros = self.init == "zeros"
+        kernel_init = nn.initializers.zeros if zeros else _torch_kernel_init
+        bias_init = nn.initializers.zeros if zeros else _torch_bias_init(f)
+        kernel = self.param("kernel", kernel_init, (1, 1, f, self.num_classes))
+        bias = self.param("bias", bias_init, (self.num_classes,))
         kernel = kernel[0, 0]
         if classes is None:
             spec, b = "bhwf,fk->bhwk", bias
@@ -112,6 +119,7 @@ class AttentionMechanism(nn.Module):
       num_classes: K, the backbone's number of classes.
       skip, batchnorm, branch_act: Table 6 switches (see module docstring).
       max_resolution: cap on ``(H_e, W_e)``.
+      fusion_init: the fusion conv's initialisation, "torch" or "zeros".
     """
 
     num_classes: int
@@ -119,6 +127,7 @@ class AttentionMechanism(nn.Module):
     batchnorm: bool = True
     branch_act: str = "relu"
     max_resolution: int = 56
+    fusion_init: str = "torch"
 
     def _branch(self, i: int, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         c = x.shape[-1]
@@ -159,4 +168,4 @@ class AttentionMechanism(nn.Module):
         features = list(features)
         size = explanation_size((f.shape for f in features), self.max_resolution)
         branches = [self._branch(i, f, train) for i, f in enumerate(features)]
-        return Fusion(self.num_classes, name="fuser")(branches, size, classes)
+        return Fusion(self.num_classes, self.fusion_init, name="fuser")(branches, size, classes)

@@ -13,6 +13,10 @@ Layout: Ψ is ``(B, H_e, W_e, k)``: for each of the B images, k sigmoid maps
   classes drawn uniformly, with replacement, from the K−1 classes ≠ ``y_i``,
   independently per image, from an explicit ``rng`` (the caller passes a fresh
   key per step, so the draw is reproducible from the training seed).
+* ``selection="own"`` (``config.loss.psi_selection``; not the paper's): every slot holds
+  the image's own class, ``Ψ[i, ..., j] = A[i, ..., y_i]`` — the diagonal of the B×B
+  set, repeated B times so that both variants' terms keep their normalisation. No class
+  map is pushed down on the images of other classes.
 
 Loss, reference variant (weights from :class:`~ttame_jax.config.LossConfig`):
 
@@ -50,7 +54,11 @@ from ttame_jax.config import LossConfig
 
 
 def psi_classes(
-    y: jnp.ndarray, variant: str, num_classes: int, rng: jax.Array | None = None
+    y: jnp.ndarray,
+    variant: str,
+    num_classes: int,
+    rng: jax.Array | None = None,
+    selection: str = "auto",
 ) -> jnp.ndarray:
     """The classes of Ψ for each image.
 
@@ -59,11 +67,16 @@ def psi_classes(
       variant: ``"reference"`` or ``"paper"`` (see module docstring).
       num_classes: K.
       rng: PRNG key, required by ``"paper"``.
+      selection: ``"auto"`` (the variant's selection) or ``"own"`` (own class only).
 
     Returns:
       int ``(B, B)``: row i lists the B classes whose maps of image i enter Ψ.
     """
     b = y.shape[0]
+    if selection == "own":
+        return jnp.broadcast_to(y[:, None], (b, b))
+    if selection != "auto":
+        raise ValueError(f"loss.psi_selection must be 'auto' or 'own', got {selection!r}")
     if variant == "reference":
         return jnp.broadcast_to(y[None, :], (b, b))
     if variant == "paper":

@@ -83,6 +83,7 @@ class TTAME:
             batchnorm=self.cfg.batchnorm,
             branch_act=self.cfg.branch_act,
             max_resolution=self.cfg.max_resolution,
+            fusion_init=self.cfg.fusion_init,
         )
 
     @property
@@ -211,9 +212,8 @@ class TTAME:
             logits, feats = jax.lax.stop_gradient(self.features(backbone_vars, xn))
         y = jnp.argmax(logits, axis=-1)
         # Channel 0: each image's own class (the mask); channels 1..B: the classes of Ψ.
-        classes = jnp.concatenate(
-            [y[:, None], psi_classes(y, cfg.variant, self.spec.num_classes, rng)], axis=1
-        )
+        psi = psi_classes(y, cfg.variant, self.spec.num_classes, rng, cfg.psi_selection)
+        classes = jnp.concatenate([y[:, None], psi], axis=1)
         variables = {"params": attn_params, "batch_stats": attn_batch_stats}
         c, state = self.attention.apply(
             variables, feats, train=True, classes=classes, mutable=["batch_stats"]
