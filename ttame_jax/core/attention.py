@@ -37,6 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ttame_jax.config import FUSION_INITS
 from ttame_jax.core.adapter import explanation_size
 from ttame_jax.core.resize import resize_bilinear
 
@@ -86,8 +87,8 @@ class Fusion(nn.Module):
           ``(B, H_e, W_e, K)`` or ``(B, H_e, W_e, k)`` pre-sigmoid maps ``c``.
         """
         f = sum(h.shape[-1] for h in branches)
-        if self.init not in ("torch", "zeros"):
-            raise ValueError(f"fusion init must be 'torch' or 'zeros', got {self.init!r}")
+        if self.init not in FUSION_INITS:
+            raise ValueError(f"fusion init must be one of {FUSION_INITS}, got {self.init!r}")
         zeros = self.init == "zeros"
         kernel_init = nn.initializers.zeros if zeros else _torch_kernel_init
         bias_init = nn.initializers.zeros if zeros else _torch_bias_init(f)
