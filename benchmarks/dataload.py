@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -41,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from ttame_jax.data import imagefolder, preprocess
+from ttame_jax.machine import cpu_model
 
 S = 224
 
@@ -155,17 +155,6 @@ def stages(path: str, repeats: int = 30) -> dict:
     return best
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", type=int, default=96, help="500x375 JPEGs")
@@ -178,7 +167,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)  # num_workers=0: the main process is the one core
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
-    print(f"{date}, CPU: {_cpu_model()}, {os.cpu_count()} cores, load {os.getloadavg()}")
+    print(f"{date}, CPU: {cpu_model()}, {os.cpu_count()} cores, load {os.getloadavg()}")
     print(f"S={S}, batch {a.batch}, best of {a.repeats} passes (taking turns) after a warm-up\n")
     header = "| JPEGs | path | loader | img/s | img per CPU-s | vs torchvision w0 (CPU-s) |"
     rows, extra = [header, "|---|---|---|---|---|---|"], []

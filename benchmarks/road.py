@@ -22,6 +22,7 @@ import scipy.ndimage as ndi
 import torch
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
+from ttame_jax.machine import cpu_model
 from ttame_jax.metrics import percentile_keep, solve_linear_imputation
 
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
@@ -54,15 +55,6 @@ def run_reference(images, keep):
         chw = torch.tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         out.append(imputer(chw, torch.tensor(mask.astype(np.float32))).numpy().transpose(1, 2, 0))
     return np.stack(out)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        return f"{names[0]} x{len(names)}" if names else "unknown CPU"
-    except OSError:
-        return "unknown CPU"
 
 
 def _load() -> str:
@@ -106,7 +98,7 @@ def main() -> None:
 
     print(
         f"{n} images x {len(LEVELS)} MoRF levels = {n * len(LEVELS)} imputations at "
-        f"{args.size}x{args.size}, backend {jax.default_backend()}, {_cpu_model()}, "
+        f"{args.size}x{args.size}, backend {jax.default_backend()}, {cpu_model()}, "
         f"best of {args.repeats}, load average (1/5/15 min) {load_before} before, "
         f"{_load()} after\n"
     )

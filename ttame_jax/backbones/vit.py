@@ -13,6 +13,7 @@ is accepted (``config.model.backbone_mode="reference"``) and changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Any, ClassVar
 
@@ -160,19 +161,18 @@ class ViT_B_16(nn.Module):  # torchvision's class name
         return nn.Dense(self.num_classes, dtype=self.dtype, name="heads_head")(x[:, 0])
 
 
-registry.register(
-    registry.BackboneSpec(
-        name="vit_b_16",
-        kind="vit",
-        builder=ViT_B_16,
-        input_size=IMAGE_SIZE,
-        num_classes=1000,
-        mean=registry.IMAGENET_MEAN,
-        std=registry.IMAGENET_STD,
-        taps=tuple(f"encoder.layers.encoder_layer_{k}.ln" for k in (9, 10, 11)),
-        weights_file="vit_b_16-c867db91.pth",
-    )
+VIT_B_16_SPEC = registry.BackboneSpec(
+    name="vit_b_16",
+    kind="vit",
+    builder=ViT_B_16,
+    input_size=IMAGE_SIZE,
+    num_classes=1000,
+    mean=registry.IMAGENET_MEAN,
+    std=registry.IMAGENET_STD,
+    taps=tuple(f"encoder.layers.encoder_layer_{k}.ln" for k in (9, 10, 11)),
+    weights_file="vit_b_16-c867db91.pth",
 )
+registry.register(VIT_B_16_SPEC)
 
 # DeiT-B (timm ``deit_base_patch16_224``, Touvron et al. 2021): ViT-B/16's architecture
 # trained by another recipe, with ImageNet's mean/std as torchvision. The T-TAME reference
@@ -180,15 +180,9 @@ registry.register(
 # ``blocks[-1].norm1`` (our ``encoder.layers.encoder_layer_11.ln``); ``eval.cam_backbone``.
 # Weights: timm's checkpoint (``convert_timm``; DeiT's release file holds it under "model").
 registry.register(
-    registry.BackboneSpec(
+    dataclasses.replace(
+        VIT_B_16_SPEC,
         name="deit_base_patch16_224",
-        kind="vit",
-        builder=ViT_B_16,
-        input_size=IMAGE_SIZE,
-        num_classes=1000,
-        mean=registry.IMAGENET_MEAN,
-        std=registry.IMAGENET_STD,
-        taps=tuple(f"encoder.layers.encoder_layer_{k}.ln" for k in (9, 10, 11)),
         weights_file="deit_base_patch16_224-b5f2ef4d.pth",
         weights_url="https://dl.fbaipublicfiles.com/deit/deit_base_patch16_224-b5f2ef4d.pth",
         cam_layer="encoder.layers.encoder_layer_11.ln",

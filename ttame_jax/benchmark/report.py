@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 
 from ttame_jax.config import to_dict
 from ttame_jax.fileio import atomic_write_bytes
+from ttame_jax.machine import cpu_model
 
 COLUMNS = (  # (header, better, getter on a row dict of report.json)
     ("FP↓", "low", "fp"),
@@ -40,18 +40,6 @@ COLUMNS = (  # (header, better, getter on a row dict of report.json)
     ("Counterf.↑", "high", "counterfactual"),
 )
 METRICS = tuple(key for _, _, key in COLUMNS)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def cpu_seconds() -> float:
