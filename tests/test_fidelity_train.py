@@ -198,7 +198,7 @@ def test_reference_mode_uses_batch_statistics_and_eval_mode_is_unchanged():
     assert np.isfinite(loss_ref) and float(loss_ref) != float(loss_eval)
     # The unmasked pass is the backbone with train=True (batch statistics).
     xn = core_model.normalize(x, ref.spec.mean, ref.spec.std)
-    logits, _ = ref._train_mode_pass(backbone_vars, xn, ref.taps, jax.random.key(2))
+    logits, _ = ref.features(backbone_vars, xn, train=True, rng=jax.random.key(2))
     want, _ = ref.backbone.apply(backbone_vars, xn, train=True, mutable=["batch_stats"])
     np.testing.assert_allclose(logits, want, rtol=1e-6, atol=1e-6)
     eval_logits = ref.backbone.apply(backbone_vars, xn)

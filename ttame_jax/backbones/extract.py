@@ -31,7 +31,9 @@ def resolve_taps(module, layers: Sequence[str]) -> list[tuple[str, ...]]:
     return [tuple(table[layer]) for layer in layers]
 
 
-def extract(module, variables, x: jax.Array, layers: Sequence[str]):
+def extract(
+    module, variables, x: jax.Array, layers: Sequence[str], *, train: bool = False, rngs=None
+):
     """Runs the backbone and returns its logits and the requested feature taps.
 
     Args:
@@ -39,6 +41,10 @@ def extract(module, variables, x: jax.Array, layers: Sequence[str]):
       variables: its variables (``{"params": ..., "batch_stats": ...}``).
       x: ``(B, H, W, 3)`` float32, normalised with the backbone's mean/std.
       layers: torchvision node names, e.g. ``["layer2", "layer3", "layer4"]``.
+      train: run the module with ``train=True`` (torchvision's ``model.train()``: BatchNorm
+        on batch statistics, dropout with ``rngs["dropout"]``); the updated running
+        statistics are discarded.
+      rngs: Flax PRNG keys of a train-mode pass, e.g. ``{"dropout": key}``.
 
     Returns:
       ``(logits, {name: activation})``; CNN taps are NHWC, ViT taps are token
@@ -52,9 +58,19 @@ def extract(module, variables, x: jax.Array, layers: Sequence[str]):
     def want(mdl, method_name):
         return method_name == "__call__" and tuple(mdl.path) in wanted
 
-    logits, state = module.apply(
-        variables, x, capture_intermediates=want, mutable=["intermediates"]
-    )
+    if train:
+        logits, state = module.apply(
+            variables,
+            x,
+            train=True,
+            capture_intermediates=want,
+            mutable=["intermediates", "batch_stats"],
+            rngs=rngs,
+        )
+    else:
+        logits, state = module.apply(
+            variables, x, capture_intermediates=want, mutable=["intermediates"]
+        )
     inter = state["intermediates"]
     feats = {}
     for layer, path in zip(layers, paths, strict=True):

@@ -91,18 +91,23 @@ class TTAME:
         """``"cnn"`` or ``"vit"``: the masking rule used in training."""
         return masking_rule(self.cfg.masking, self.spec.kind)
 
-    def features(self, backbone_vars, xn: jnp.ndarray):
+    def features(self, backbone_vars, xn: jnp.ndarray, *, train: bool = False, rng=None):
         """Frozen backbone on normalised input.
 
         Args:
           backbone_vars: the backbone's variables (no gradient flows into them).
           xn: ``(B, S, S, 3)`` images normalised with the backbone's mean/std.
+          train: the backbone with ``train=True`` (``backbone_mode="reference"``): BatchNorm
+            on batch statistics, dropout on (key ``rng``); the running-statistics updates
+            are dropped.
+          rng: the dropout key of a ``train`` pass.
 
         Returns:
           ``(logits (B, K), [L_i (B, H_i, W_i, C_i) for each tap])``.
         """
         check_input(xn, self.spec.name, self.spec.input_size)
-        logits, taps = extract(*self._frozen(backbone_vars, xn), self.taps)
+        rngs = {"dropout": rng} if train else None
+        logits, taps = extract(*self._frozen(backbone_vars, xn), self.taps, train=train, rngs=rngs)
         logits, taps = to_float32(logits, taps, self.dtype, self.spec.name)
         feats = [
             adapt(taps[name], self.spec.kind, name, self.cfg.vit_adapter) for name in self.taps
@@ -134,40 +139,6 @@ class TTAME:
         """
         logits, feats = self.features(backbone_vars, normalize(x01, self.spec.mean, self.spec.std))
         return self.attention.apply(attn_vars, feats, train=False), logits
-
-    def _train_mode_pass(self, backbone_vars, xn, taps, rng):
-        """Backbone with ``train=True`` (``backbone_mode="reference"``): BatchNorm on batch
-        statistics, dropout on (key ``rng``). The running-statistics updates are dropped.
-
-        Returns ``(logits, [L_i for each tap])`` (adapted like :meth:`features`).
-        """
-        paths = resolve_taps(self.backbone, taps) if taps else []
-        wanted = set(paths)
-
-        def want(mdl, method_name):
-            return method_name == "__call__" and tuple(mdl.path) in wanted
-
-        module, variables, xn = self._frozen(backbone_vars, xn)
-        logits, state = module.apply(
-            variables,
-            xn,
-            train=True,
-            capture_intermediates=want,
-            mutable=["intermediates", "batch_stats"],
-            rngs={"dropout": rng},
-        )
-        tapped = []
-        for path in paths:
-            node = state["intermediates"]
-            for key in path:
-                node = node[key]
-            tapped.append(node["__call__"][-1])
-        logits, tapped = to_float32(logits, tapped, self.dtype, self.spec.name)
-        feats = [
-            adapt(t, self.spec.kind, name, self.cfg.vit_adapter)
-            for name, t in zip(taps, tapped, strict=True)
-        ]
-        return logits, feats
 
     def loss_fn(
         self,
@@ -204,12 +175,11 @@ class TTAME:
         if backbone_train:
             key = jax.random.key(0) if rng is None else rng
             drop_clean, drop_masked = jax.random.fold_in(key, 101), jax.random.fold_in(key, 102)
-            check_input(xn, self.spec.name, self.spec.input_size)
-            logits, feats = jax.lax.stop_gradient(
-                self._train_mode_pass(backbone_vars, xn, self.taps, drop_clean)
-            )
         else:
-            logits, feats = jax.lax.stop_gradient(self.features(backbone_vars, xn))
+            drop_clean = drop_masked = None
+        logits, feats = jax.lax.stop_gradient(
+            self.features(backbone_vars, xn, train=backbone_train, rng=drop_clean)
+        )
         y = jnp.argmax(logits, axis=-1)
         # Channel 0: each image's own class (the mask); channels 1..B: the classes of Ψ.
         psi = psi_classes(y, cfg.variant, self.spec.num_classes, rng, cfg.psi_selection)
