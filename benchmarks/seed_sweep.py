@@ -45,11 +45,13 @@ import contextlib
 import io
 import json
 import os
-import platform
 import shutil
 import time
 
 import numpy as np
+
+from ttame_jax.fileio import atomic_write_json
+from ttame_jax.machine import cpu_model
 
 # The sweep's base: the benchmark's recipe with the paper's fusion init (the recipe adopted
 # fusion_init="zeros" from this sweep; "baseline" is the recipe before that).
@@ -188,9 +190,7 @@ def run_one(variant, seed, backbone, weights, out, images, class_names) -> dict:
         "train_seconds": round(train_s, 1),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    with open(result_file + ".tmp", "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(result_file + ".tmp", result_file)
+    atomic_write_json(result_file, result, sort_keys=False)
     shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # 1 per run
     return result
 
@@ -335,7 +335,7 @@ def main(argv=None) -> None:
     names = get_spec(args.backbone).class_names
     print(
         f"{args.backbone}: test accuracy {100 * trained['accuracy']:.1f} %; {len(images['label'])} "
-        f"single-object test images; {platform.processor() or platform.machine()}, "
+        f"single-object test images; {cpu_model()}, "
         f"load {os.getloadavg()[0]:.1f}",
         flush=True,
     )

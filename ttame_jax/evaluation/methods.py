@@ -187,7 +187,7 @@ def method_options(ec, methods: Sequence[str | Method]) -> dict[str, dict[str, A
         if ec.rise_scores != "softmax":
             options["rise"]["scores"] = ec.rise_scores
     if ec.baseline_layer:
-        for name in ("gradcam", "gradcampp", "scorecam", "ablationcam"):
+        for name in CAM_METHODS:
             if name in names:
                 options.setdefault(name, {})["layer"] = ec.baseline_layer
     if ec.chunk_size is not None:
