@@ -1,15 +1,15 @@
 """Cost of ``ttame_jax.explain`` relative to a plain backbone forward (goal: <= 1.15x).
 
-Both are jitted, same batch (default 8 images at the backbone's input size),
-same random-init weights, same run; wall time is the minimum over ``--repeats``
-round-robin rounds after one warm-up (compile) call each. ``explain`` does the backbone forward
-with feature taps, the attention branches, the fusion channel of the top-1
-class only, min-max and the resize to input resolution. "all-K fwd" is the
-eval-mode ``TTAME.forward`` that computes all K fusion channels at feature
-resolution (what the reference implementation does at inference); "explain all"
-is ``explain(all_classes=True)``: all K maps min-max scaled and resized to input
-resolution, a ``(B, K, S, S)`` float32 output (1.6 GB for ResNet-50 at batch 8,
-whose writing alone is a large part of its time on a CPU).
+Both are jitted with ``ttame_jax.xla_cpu.jit`` (the package's own jit), same batch
+(default 8 images at the backbone's input size), same random-init weights, same run;
+wall time is the minimum over ``--repeats`` round-robin rounds after one warm-up
+(compile) call each. ``explain`` does the backbone forward with feature taps, the
+attention branches, the fusion channel of the top-1 class only, min-max and the resize
+to input resolution. "all-K fwd" is the eval-mode ``TTAME.forward`` that computes all K
+fusion channels at feature resolution (what the reference implementation does at
+inference); "explain all" is ``explain(all_classes=True)``: all K maps min-max scaled
+and resized to input resolution, a ``(B, K, S, S)`` float32 output (1.6 GB for
+ResNet-50 at batch 8, whose writing alone is a large part of its time on a CPU).
 
     python benchmarks/explain_cost.py [--backbones vgg16,resnet50,vit_b_16] [--batch 8]
 """
@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ttame_jax import xla_cpu
 from ttame_jax.backbones import get_spec, load_pretrained
 from ttame_jax.core.explainer import Explainer, explain
 from ttame_jax.core.model import build
@@ -58,9 +59,10 @@ def measure(name: str, batch: int, repeats: int) -> dict:
     params = Explainer.from_model(model, backbone_vars, attn_vars)
     mean, std = jnp.asarray(spec.mean), jnp.asarray(spec.std)
 
-    backbone = jax.jit(lambda v, x: model.backbone.apply(v, (x - mean) / std))
-    explain_jit = jax.jit(explain, static_argnames=("all_classes",))
-    forward = jax.jit(model.forward)
+    # All four compiled the project's way (ttame_jax.xla_cpu.jit: YNNPACK fusion off on CPU).
+    backbone = xla_cpu.jit(lambda v, x: model.backbone.apply(v, (x - mean) / std))
+    explain_jit = xla_cpu.jit(explain, static_argnames=("all_classes",))
+    forward = xla_cpu.jit(model.forward)
     return _interleaved_min_times(
         {
             "backbone": lambda: backbone(backbone_vars, x),

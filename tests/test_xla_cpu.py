@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ttame_jax.xla_cpu import CPU_CONV_OPTIONS, conv_jit
+from ttame_jax.xla_cpu import CPU_CONV_OPTIONS, CPU_OPTIONS, conv_jit, jit
 
 
 def _conv(x, w):
@@ -49,3 +49,34 @@ def test_conv_jit_keeps_static_args(tiny_map):
     x, w = tiny_map
     f = conv_jit(lambda x, w, scale: _conv(x, w) * scale, static_argnames=("scale",))
     np.testing.assert_allclose(f(x, w, scale=2), 2 * np.asarray(f(x, w, scale=1)), rtol=1e-6)
+
+
+def test_project_jit_turns_off_ynnpack_fusion_only(tiny_map):
+    """``xla_cpu.jit`` (the project's jit) compiles without the YNNPACK graph; the operand
+    swap stays (only ``conv_jit`` turns ``algsimp`` off)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("CPU compiler options")
+    x = jnp.ones((2, 32, 32, 64), jnp.float32)  # large enough for XLA to use YNNPACK
+    w = jnp.ones((3, 3, 64, 64), jnp.float32)
+    default = jax.jit(_conv).lower(x, w).compile().as_text()
+    tuned = jax.jit(_conv, compiler_options=CPU_OPTIONS).lower(x, w).compile().as_text()
+    assert "ynn_fusion" in default and "ynn_fusion" not in tuned
+    swapped = jax.jit(_conv, compiler_options=CPU_OPTIONS).lower(*tiny_map).compile().as_text()
+    assert "rhs_reversal" in swapped
+
+
+@pytest.mark.parametrize("form", ["bare", "factory", "call"])
+def test_project_jit_decorator_forms(tiny_map, form):
+    x, w = tiny_map
+
+    def scaled(x, w, scale):
+        return _conv(x, w) * scale
+
+    if form == "bare":
+        f = jit(lambda x, w: _conv(x, w) * 3)
+        got = f(x, w)
+    elif form == "factory":
+        got = jit(static_argnames=("scale",))(scaled)(x, w, scale=3)
+    else:
+        got = jit(scaled, static_argnums=2)(x, w, 3)
+    np.testing.assert_allclose(got, 3 * np.asarray(jax.jit(_conv)(x, w)), atol=1e-5, rtol=1e-5)

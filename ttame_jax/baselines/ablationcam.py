@@ -29,6 +29,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ttame_jax import xla_cpu
 from ttame_jax.baselines import common
 
 ABLATION_OFFSET = 1e7  # pytorch-grad-cam's ABLATION_VALUE
@@ -50,7 +51,7 @@ def _grad_cam_values(minimum: jax.Array, channels: int, reference_batch: int) ->
 
 
 @functools.partial(
-    jax.jit,
+    xla_cpu.jit,
     static_argnames=("module", "path", "batch_size", "ablation_value", "reference_batch_size"),
 )
 def _ablation_cam(

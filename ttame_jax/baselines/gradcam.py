@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import functools
 
-import jax
-
+from ttame_jax import xla_cpu
 from ttame_jax.baselines import common
 
 
-@functools.partial(jax.jit, static_argnames=("module", "path"))
+@functools.partial(xla_cpu.jit, static_argnames=("module", "path"))
 def _grad_cam(module, variables, x, path, target):
     _, _, act, grad = common.activation_and_grad(module, variables, x, path, target)
     grid, grad = common.to_grid(act), common.to_grid(grad)

@@ -17,12 +17,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ttame_jax import xla_cpu
 from ttame_jax.baselines import common
 
 ALPHA_EPS = 1e-6
 
 
-@functools.partial(jax.jit, static_argnames=("module", "path"))
+@functools.partial(xla_cpu.jit, static_argnames=("module", "path"))
 def _grad_cam_pp(module, variables, x, path, target):
     _, _, act, grad = common.activation_and_grad(module, variables, x, path, target)
     grid, g = common.to_grid(act), common.to_grid(grad)

@@ -29,6 +29,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ttame_jax import xla_cpu
 from ttame_jax.baselines import common
 from ttame_jax.baselines.resize import interp_matrix
 
@@ -57,7 +58,7 @@ def rise_masks(key: jax.Array, index: jax.Array, size: tuple[int, int], s: int, 
 
 
 @functools.partial(
-    jax.jit, static_argnames=("module", "n_masks", "s", "p1", "batch_size", "scores")
+    xla_cpu.jit, static_argnames=("module", "n_masks", "s", "p1", "batch_size", "scores")
 )
 def _rise(module, variables, x, target, key, n_masks, s, p1, batch_size, scores):
     batch, size = x.shape[0], x.shape[1:3]

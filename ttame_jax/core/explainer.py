@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ttame_jax import xla_cpu
 from ttame_jax.backbones.registry import BackboneSpec, get_spec
 from ttame_jax.config import ModelConfig
 from ttame_jax.core.masking import normalize
@@ -160,7 +161,7 @@ def _minmax(c: jnp.ndarray) -> jnp.ndarray:
     return (c - lo) / (hi - lo + 1e-10)
 
 
-@jax.jit(static_argnames=("all_classes",))
+@xla_cpu.jit(static_argnames=("all_classes",))
 def _explain(params: Explainer, x, target, classes, all_classes: bool) -> Explanation:
     model = build(params.spec, params.model_cfg)
     logits, feats = model.features(params.backbone_vars, normalize(x, params.mean, params.std))

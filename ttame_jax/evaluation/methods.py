@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ttame_jax import xla_cpu
 from ttame_jax.core.explainer import Explainer, explain
 from ttame_jax.core.masking import normalize
 from ttame_jax.core.model import build
@@ -246,7 +247,7 @@ def top1(explainer: Explainer, x01) -> np.ndarray:
     return np.asarray(jnp.argmax(logits, axis=-1), np.int32)
 
 
-@jax.jit
+@xla_cpu.jit
 def _logits(explainer: Explainer, x01):
     module = explainer.spec.builder()
     return module.apply(explainer.backbone_vars, normalize(x01, explainer.mean, explainer.std))

@@ -40,7 +40,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from ttame_jax import metrics
+from ttame_jax import metrics, xla_cpu
 from ttame_jax.core.masking import masking_rule
 from ttame_jax.evaluation.methods import TTAME  # its ROAD space is road_space_ttame
 from ttame_jax.metrics.road import imputation_space
@@ -194,7 +194,7 @@ class Context:
 
 
 @functools.partial(
-    jax.jit,
+    xla_cpu.jit,
     static_argnames=("module", "mean", "std", "compat", "insdel", "road_space", "adic_space"),
 )
 def _metrics(

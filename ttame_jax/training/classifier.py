@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ttame_jax import backbones
+from ttame_jax import backbones, xla_cpu
 from ttame_jax.core.masking import normalize
 from ttame_jax.data import build_source
 from ttame_jax.progress import progress_bar
@@ -81,7 +81,7 @@ def make_steps(model, tx, mean, std):
     ``predict(variables, images) -> logits`` for ``images`` ``(B, S, S, 3)`` in [0, 1]."""
     mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
 
-    @functools.partial(jax.jit, donate_argnums=0)
+    @functools.partial(xla_cpu.jit, donate_argnums=0)
     def train_step(state: ClassifierState, images, labels):
         def loss_fn(params):
             logits, updates = model.apply(
@@ -106,7 +106,7 @@ def make_steps(model, tx, mean, std):
         }
         return new, metrics
 
-    @jax.jit
+    @xla_cpu.jit
     def predict(variables, images):
         return model.apply(variables, normalize(images, mean, std))
 

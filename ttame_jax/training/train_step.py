@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from ttame_jax import xla_cpu
 from ttame_jax.training import sharding
 from ttame_jax.training.optimizer import current_hyperparams, make_optimizer
 from ttame_jax.training.schedule import OneCycle
@@ -123,7 +124,7 @@ def make_train_step(
         return new, metrics
 
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    return jax.jit(
+    return xla_cpu.jit(
         step,
         in_shardings=(repl, repl, data),
         out_shardings=(repl, repl),
@@ -157,7 +158,7 @@ def make_eval_step(model, loss_cfg, mesh: Mesh, *, seed: int = 0) -> Callable:
         return {**sums, "count": jnp.asarray(n, jnp.float32)}
 
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    return jax.jit(step, in_shardings=(repl, repl, data, repl), out_shardings=repl)
+    return xla_cpu.jit(step, in_shardings=(repl, repl, data, repl), out_shardings=repl)
 
 
 class Steps(NamedTuple):

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ttame_jax import xla_cpu
 from ttame_jax.training import device_loop, sharding
 
 
@@ -52,7 +53,7 @@ def validation_loss(state, backbone_vars, batches, *, eval_step, mesh) -> dict[s
     return {k: v / count for k, v in sums.items()}
 
 
-@functools.partial(jax.jit, static_argnames="kept")
+@functools.partial(xla_cpu.jit, static_argnames="kept")
 def _adic_terms(explainer, images, kept: tuple[float, ...]):
     """Per-image AD/IC terms of one batch: ``drop`` and ``increase``, each (B, len(kept))."""
     from ttame_jax.core.explainer import explain
