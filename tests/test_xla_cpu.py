@@ -80,3 +80,17 @@ def test_project_jit_decorator_forms(tiny_map, form):
     else:
         got = jit(scaled, static_argnums=2)(x, w, 3)
     np.testing.assert_allclose(got, 3 * np.asarray(jax.jit(_conv)(x, w)), atol=1e-5, rtol=1e-5)
+
+
+def test_project_jit_inside_an_outer_jit_and_grad(tiny_map):
+    """jax refuses compiler options on nested jits: inside a transformation the project's
+    jit is a plain nested jit."""
+    x, w = tiny_map
+    inner = jit(lambda x, w: jnp.sum(_conv(x, w) ** 2))
+    outer = jax.jit(lambda x, w: inner(x, w) * 2)
+    np.testing.assert_allclose(outer(x, w), 2 * inner(x, w), rtol=1e-5)
+    grad = jax.grad(inner)(x, w)
+    np.testing.assert_allclose(grad, jax.grad(lambda x: jnp.sum(_conv(x, w) ** 2))(x), rtol=1e-4)
+    np.testing.assert_allclose(
+        jax.vmap(inner, (0, None))(x[:, None], w), [inner(a[None], w) for a in x], rtol=1e-5
+    )

@@ -31,6 +31,11 @@ import functools
 
 import jax
 
+try:  # private, but the only way to ask "is a transformation tracing right now?"
+    from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:  # pragma: no cover - other jax versions
+    _trace_state_clean = None
+
 # Compiler options (XLA DebugOptions fields) that :func:`jit` sets on CPU: no YNNPACK
 # graph fusion, so convolutions run as XLA's own (Eigen) kernels. Measured 2026-12-02 on
 # the AMD EPYC 2-core machine, batch 8 at 224 px: VGG-16 forward 3.1 -> 1.55 s (torch
@@ -49,9 +54,10 @@ def jit(fun=None, /, *, options: dict = CPU_OPTIONS, **jit_kwargs):
     The project's jit for every function that runs a backbone (``explain``, the trainer's
     steps, the evaluator's methods, the baselines). On other backends it is plain
     ``jax.jit``. The backend is read at call time (``jax.default_backend()``), so
-    importing a module that uses this decorator initialises no backend. Inside an outer
-    ``jax.jit`` the options do not apply (the outer compilation's do). Usable as
-    ``@jit``, ``@jit(static_argnames=...)`` or ``jit(f, ...)``.
+    importing a module that uses this decorator initialises no backend. Called inside
+    an outer ``jax.jit`` (or ``grad``, ``vmap``) it is a plain nested ``jax.jit``: jax
+    accepts compiler options on top-level jits only, and the outer compilation's options
+    apply. Usable as ``@jit``, ``@jit(static_argnames=...)`` or ``jit(f, ...)``.
     """
     if fun is None:
         return functools.partial(jit, options=options, **jit_kwargs)
@@ -60,9 +66,17 @@ def jit(fun=None, /, *, options: dict = CPU_OPTIONS, **jit_kwargs):
 
     @functools.wraps(fun)
     def call(*args, **kwargs):
-        return (tuned if jax.default_backend() == "cpu" else plain)(*args, **kwargs)
+        top = _top_level(args, kwargs) and jax.default_backend() == "cpu"
+        return (tuned if top else plain)(*args, **kwargs)
 
     return call
+
+
+def _top_level(args, kwargs) -> bool:
+    """True when no jax transformation is tracing this call."""
+    if _trace_state_clean is not None:
+        return _trace_state_clean()
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs)))
 
 
 def conv_jit(fun=None, /, **jit_kwargs):
