@@ -94,3 +94,48 @@ def test_project_jit_inside_an_outer_jit_and_grad(tiny_map):
     np.testing.assert_allclose(
         jax.vmap(inner, (0, None))(x[:, None], w), [inner(a[None], w) for a in x], rtol=1e-5
     )
+
+
+def _fresh_python(code: str, **env) -> str:
+    import os
+    import subprocess
+    import sys
+
+    run_env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**run_env, **env}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+_PROCESS_CODE = """
+import os, jax, jax.numpy as jnp
+from ttame_jax import xla_cpu
+print(xla_cpu.use_for_process())
+print(os.environ.get("XLA_FLAGS"))
+conv = lambda x, w: jax.lax.conv_general_dilated(
+    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+x, w = jnp.ones((2, 32, 32, 64)), jnp.ones((3, 3, 64, 64))
+print("ynn_fusion" in jax.jit(conv).lower(x, w).compile().as_text())
+print(xla_cpu.use_for_process())  # backends are up now: too late
+"""
+
+
+def test_use_for_process_sets_the_flags_before_jax_starts():
+    if jax.default_backend() != "cpu":
+        pytest.skip("CPU compiler options")
+    set_now, flags, ynn, again = _fresh_python(_PROCESS_CODE).split("\n")[:4]
+    assert set_now == "True" and again == "False"
+    assert "--xla_cpu_experimental_ynn_fusion_type=" in flags
+    assert "--xla_backend_optimization_level=1" in flags
+    assert ynn == "False"  # a plain jax.jit compiled without the YNNPACK graph
+
+
+def test_use_for_process_keeps_the_users_flags():
+    out = _fresh_python(_PROCESS_CODE, XLA_FLAGS="--xla_backend_optimization_level=2")
+    flags = out.split("\n")[1]
+    assert "--xla_backend_optimization_level=2" in flags
+    assert "--xla_backend_optimization_level=1" not in flags
+    out = _fresh_python(_PROCESS_CODE, JAX_PLATFORMS="cpu,cuda")
+    assert out.split("\n")[0] == "False"

@@ -48,8 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 = success, 2 = bad input, with a message)."""
+    from ttame_jax import xla_cpu
     from ttame_jax.cli import config_args
 
+    xla_cpu.use_for_process()  # before any computation: XLA reads its flags once
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     command = argv[0] if argv and argv[0] in COMMANDS else None
