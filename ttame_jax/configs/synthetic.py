@@ -11,7 +11,7 @@ pointing game, mass inside the evidence and the counterfactual check) and writes
 stages are reused). Logic: :func:`ttame_jax.benchmark.pipeline.run_benchmark`.
 
 The sizes are chosen so that the default run stays under 10 minutes on 2 idle CPU cores
-(7 min 22 s on the slower AMD EPYC machines, 2026-12-02; README); ``smoke`` (also
+(5 min 51 s on the slower AMD EPYC machines, 2026-12-02; README); ``smoke`` (also
 ``test``) is a reduced run for the tests. The pipeline sets ``backbone.name`` /
 ``backbone.weights`` per benchmark backbone.
 """
