@@ -258,3 +258,15 @@ def test_cam_baselines_explain_the_reference_layers():
     assert layer("vgg16") == "features.29"
     assert layer("resnet50") == "layer4" and layer("resnet50", taps=("layer3",)) == "layer3"
     assert layer("vit_b_16") == "encoder.layers.encoder_layer_11.ln"
+
+
+def test_report_without_matplotlib_skips_only_the_plot(tmp_path, monkeypatch, caplog):
+    """A machine without matplotlib (e.g. a minimal accelerator image) gets results.json and
+    report.md, and a warning, instead of an error after the whole evaluation."""
+    results = {"meta": {}, "methods": {"a": _method_numbers((1, 2, 3), (1, 2, 3), 5, 6, 1)}}
+    monkeypatch.setattr(report, "can_plot", lambda: False)
+    monkeypatch.setattr(report, "plot_road", lambda results: pytest.fail("plotted"))
+    paths = report.write_report(str(tmp_path), results)
+    assert sorted(paths) == sorted([report.JSON_FILE, report.MARKDOWN_FILE])
+    assert sorted(os.listdir(tmp_path)) == [report.MARKDOWN_FILE, report.JSON_FILE]
+    assert "matplotlib is not installed" in caplog.text

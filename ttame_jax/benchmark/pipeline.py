@@ -195,9 +195,11 @@ def run_backbone(config: Config, backbone: str, workdir: str, index: int) -> dic
             )
             rate = ttame_cf["success_rate"]["ttame"]
         per_seed[s]["counterfactual"] = rate
-    road_png = os.path.join(figures_dir, f"{backbone}_road_curves.png")
-    shutil.copyfile(results["meta"]["files"]["road_curves.png"], road_png)  # evaluate wrote it
-    cf["figures"].append(road_png)
+    written = results["meta"]["files"].get("road_curves.png")  # absent without matplotlib
+    if written is not None:
+        road_png = os.path.join(figures_dir, f"{backbone}_road_curves.png")
+        shutil.copyfile(written, road_png)
+        cf["figures"].append(road_png)
     return {
         "test_accuracy": trained["accuracy"],
         "classifier": trained["facts"],

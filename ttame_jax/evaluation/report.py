@@ -30,8 +30,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import importlib.util
 import io
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 
@@ -193,19 +195,38 @@ def report_name(settings: Mapping) -> str:
     return f"{settings['split']}-{settings['num_images']}img-{key_hash(settings)}"
 
 
-def report_files(folder: str) -> dict[str, str]:
-    """``{file name: path}`` of the three report files in ``folder``."""
-    return {name: os.path.join(folder, name) for name in (JSON_FILE, MARKDOWN_FILE, PLOT_FILE)}
+def can_plot() -> bool:
+    """Whether matplotlib is installed: ``road_curves.png`` needs it, nothing else does (a
+    minimal accelerator image may lack it; the numbers are in results.json either way)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def report_files(folder: str, plot: bool = True) -> dict[str, str]:
+    """``{file name: path}`` of the report files in ``folder`` (without the plot when
+    ``plot`` is False)."""
+    names = (JSON_FILE, MARKDOWN_FILE) + ((PLOT_FILE,) if plot else ())
+    return {name: os.path.join(folder, name) for name in names}
 
 
 def write_report(folder: str, results: Mapping) -> dict[str, str]:
-    """Writes the three report files into ``folder`` atomically; returns their paths."""
+    """Writes the report files into ``folder`` atomically; returns their paths. Without
+    matplotlib the plot is skipped with a warning instead of failing after the run."""
+    plot = can_plot()
     payloads = {
         JSON_FILE: (json.dumps(results, indent=2, sort_keys=False) + "\n").encode(),
         MARKDOWN_FILE: render_markdown(results).encode(),
-        PLOT_FILE: plot_road(results),
-    }  # all rendered before anything is replaced
-    paths = report_files(folder)
+    }
+    if plot:
+        payloads[PLOT_FILE] = plot_road(results)  # all rendered before anything is replaced
+    else:
+        logging.warning(
+            "%s not written: matplotlib is not installed (pip install matplotlib); the "
+            "ROAD curves are in %s and %s",
+            PLOT_FILE,
+            JSON_FILE,
+            MARKDOWN_FILE,
+        )
+    paths = report_files(folder, plot)
     for name, data in payloads.items():
         atomic_write_bytes(paths[name], data)
     return paths
