@@ -249,7 +249,7 @@ def evaluate(
     meta["settings"] = settings
     meta["report_dir"] = os.path.join(workdir, report.report_name(settings))
     if write:
-        meta["files"] = report.report_files(meta["report_dir"], plot=report.can_plot())
+        meta["files"] = report.report_files(meta["report_dir"])
     results = report.summarise(per_method, meta)
     if write:
         report.write_report(meta["report_dir"], results)

@@ -201,22 +201,23 @@ def can_plot() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def report_files(folder: str, plot: bool = True) -> dict[str, str]:
-    """``{file name: path}`` of the report files in ``folder`` (without the plot when
-    ``plot`` is False)."""
-    names = (JSON_FILE, MARKDOWN_FILE) + ((PLOT_FILE,) if plot else ())
+def report_files(folder: str) -> dict[str, str]:
+    """``{file name: path}`` of the report files in ``folder``: results.json, report.md and,
+    when matplotlib is installed (:func:`can_plot`), road_curves.png."""
+    names = (JSON_FILE, MARKDOWN_FILE) + ((PLOT_FILE,) if can_plot() else ())
     return {name: os.path.join(folder, name) for name in names}
 
 
 def write_report(folder: str, results: Mapping) -> dict[str, str]:
-    """Writes the report files into ``folder`` atomically; returns their paths. Without
-    matplotlib the plot is skipped with a warning instead of failing after the run."""
-    plot = can_plot()
+    """Writes the report files of :func:`report_files` into ``folder`` atomically; returns
+    their paths. Without matplotlib the plot is skipped with a warning instead of failing
+    after the run."""
+    paths = report_files(folder)
     payloads = {
         JSON_FILE: (json.dumps(results, indent=2, sort_keys=False) + "\n").encode(),
         MARKDOWN_FILE: render_markdown(results).encode(),
     }
-    if plot:
+    if PLOT_FILE in paths:
         payloads[PLOT_FILE] = plot_road(results)  # all rendered before anything is replaced
     else:
         logging.warning(
@@ -226,7 +227,6 @@ def write_report(folder: str, results: Mapping) -> dict[str, str]:
             JSON_FILE,
             MARKDOWN_FILE,
         )
-    paths = report_files(folder, plot)
     for name, data in payloads.items():
         atomic_write_bytes(paths[name], data)
     return paths
