@@ -28,6 +28,8 @@ for the whole process before jax starts.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 
 import jax
 
@@ -107,9 +109,6 @@ def use_for_process(options: dict = CPU_OPTIONS) -> bool:
     ``JAX_PLATFORMS`` names anything but ``cpu`` or an accelerator plugin is installed.
     A flag already in ``XLA_FLAGS`` is left as the user set it.
     """
-    import importlib.util
-    import os
-
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
