@@ -81,7 +81,7 @@ def bench(name: str, batch: int, repeats: int) -> dict:
     def run_project():
         forward_project(variables, x_jax).block_until_ready()
 
-    def run_opt():
+    def run_conv():
         forward_conv(variables, x_jax).block_until_ready()
 
     def run_torch():
@@ -89,17 +89,17 @@ def bench(name: str, batch: int, repeats: int) -> dict:
             return ref(x_torch)
 
     theirs = run_torch().numpy()  # warm-up
-    t_ours, t_project, t_opt, t_torch = [], [], [], []
+    t_ours, t_project, t_conv, t_torch = [], [], [], []
     for _ in range(repeats):  # alternate, so background load hits all alike
         t_ours.append(time_call(run_ours))
         t_project.append(time_call(run_project))
-        t_opt.append(time_call(run_opt))
+        t_conv.append(time_call(run_conv))
         t_torch.append(time_call(run_torch))
     return dict(
         name=name,
         ours=statistics.median(t_ours),
         project=statistics.median(t_project),
-        opt=statistics.median(t_opt),
+        conv=statistics.median(t_conv),
         torch=statistics.median(t_torch),
         compile=compile_s,
         diff=float(np.abs(np.asarray(ours) - theirs).max()),
@@ -131,8 +131,8 @@ def main():
         r = bench(name.strip(), args.batch, args.repeats)
         print(
             f"| {r['name']} | {1e3 * r['ours']:.0f} | {1e3 * r['project']:.0f} "
-            f"| {1e3 * r['opt']:.0f} | {1e3 * r['torch']:.0f} | {r['ours'] / r['torch']:.2f} "
-            f"| **{r['project'] / r['torch']:.2f}** | {r['opt'] / r['torch']:.2f} "
+            f"| {1e3 * r['conv']:.0f} | {1e3 * r['torch']:.0f} | {r['ours'] / r['torch']:.2f} "
+            f"| **{r['project'] / r['torch']:.2f}** | {r['conv'] / r['torch']:.2f} "
             f"| {r['compile']:.1f} | {r['diff']:.1e} | {r['diff_project']:.1e} |",
             flush=True,
         )
